@@ -1,0 +1,32 @@
+# Every target sets itself up on a fresh machine: a virtual environment in .venv,
+# the CPU build of torch first (so no CUDA wheels are pulled), then the project.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install demo test test-all lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev]" "mlflow==3.17.2"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## the whole pipeline on the embedded data, tiny model (CPU, minutes)
+	$(VENV)/bin/molvae run pipelines/demo.yaml
+
+test: install  ## the fast test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-all: install  ## every test, the slow ones too
+	$(PY) -m pytest -q -m ""
+
+lint: install
+	$(VENV)/bin/ruff check molvae tests benchmarks
+
+clean:
+	rm -rf $(VENV) prepared runs mlflow.db mlartifacts

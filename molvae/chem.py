@@ -1,0 +1,234 @@
+"""All RDKit chemistry lives here: parsing, standardization, properties, fingerprints.
+
+Functions that take SMILES return ``None`` (or NaN for numbers) on failure instead of raising,
+so callers can count failures rather than crash on them (datamol's ``to_mol`` convention).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rdkit import Chem, DataStructs, RDLogger
+from rdkit.Chem import QED, Crippen, Lipinski, rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
+from rdkit.Chem.Scaffolds import MurckoScaffold
+from rdkit.Contrib.SA_Score import sascorer
+
+RDLogger.DisableLog("rdApp.*")
+
+ORGANIC_ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si", "Se", "H")
+PROPERTY_NAMES = ("mw", "logp", "qed", "sa", "tpsa", "hbd", "hba", "rotatable_bonds", "rings",
+                  "heavy_atoms", "plogp")
+
+
+class RejectReason:
+    """Human-readable reasons a molecule is turned away (they end up in rejects.csv)."""
+
+    EMPTY = "empty SMILES"
+    UNPARSABLE = "not a valid SMILES string (syntax error)"
+    VALENCE = "valence error (an atom has too many bonds)"
+    KEKULIZE = "aromatic system cannot be kekulized"
+    SANITIZE = "RDKit sanitization failed"
+    NO_ATOMS = "no atoms left after removing salts/solvents"
+    ELEMENT = "disallowed element"
+    TOO_SMALL = "too few heavy atoms"
+    TOO_LARGE = "too many heavy atoms"
+
+
+def read_sdf(path: str | Path) -> pd.DataFrame:
+    """An SDF file (``.gz`` too) as a table: ``smiles`` (None for unreadable records) + SD tags."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    rows = []
+    with opener(path, "rb") as handle:
+        for mol in Chem.ForwardSDMolSupplier(handle, sanitize=False, removeHs=False):
+            if mol is None:
+                rows.append({"smiles": None})
+                continue
+            row = {"smiles": Chem.MolToSmiles(mol)}
+            row.update(mol.GetPropsAsDict(includePrivate=False, includeComputed=False))
+            if mol.HasProp("_Name") and mol.GetProp("_Name"):
+                row.setdefault("name", mol.GetProp("_Name"))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    return table[["smiles", *[c for c in table.columns if c != "smiles"]]] if rows else \
+        pd.DataFrame(columns=["smiles"])
+
+
+def to_mol(smiles: str | None) -> Chem.Mol | None:
+    """Parse SMILES into a sanitized RDKit molecule, or None when it is not a molecule."""
+    if not smiles or not isinstance(smiles, str):
+        return None
+    return Chem.MolFromSmiles(smiles.strip())
+
+
+def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
+    """Parse SMILES; on failure also say why (syntax, valence, kekulization) for a person."""
+    if smiles is None or not isinstance(smiles, str) or not smiles.strip():
+        return None, RejectReason.EMPTY
+    text = smiles.strip().split()[0]
+    raw = Chem.MolFromSmiles(text, sanitize=False)
+    if raw is None:
+        return None, RejectReason.UNPARSABLE
+    problems = Chem.DetectChemistryProblems(raw)
+    if problems:
+        kind = problems[0].GetType()
+        detail = problems[0].Message()
+        if kind == "AtomValenceException":
+            return None, f"{RejectReason.VALENCE}: {detail}"
+        if kind in ("AtomKekulizeException", "KekulizeException"):
+            return None, f"{RejectReason.KEKULIZE}: {detail}"
+        return None, f"{RejectReason.SANITIZE}: {detail}"
+    mol = Chem.MolFromSmiles(text)
+    if mol is None:
+        return None, RejectReason.SANITIZE
+    return mol, None
+
+
+@lru_cache(maxsize=1)
+def _standardizers() -> tuple[rdMolStandardize.LargestFragmentChooser, rdMolStandardize.Uncharger]:
+    return (rdMolStandardize.LargestFragmentChooser(preferOrganic=True),
+            rdMolStandardize.Uncharger())
+
+
+def standardize_mol(mol: Chem.Mol, keep_stereo: bool = True) -> Chem.Mol | None:
+    """Keep the largest organic fragment (drops salts, solvents), neutralize, optionally flatten.
+
+    Returns None if nothing is left or RDKit cannot sanitize the result.
+    """
+    chooser, uncharger = _standardizers()
+    try:
+        mol = chooser.choose(mol)
+        mol = uncharger.uncharge(mol)
+        if not keep_stereo:
+            mol = Chem.Mol(mol)
+            Chem.RemoveStereochemistry(mol)
+        Chem.SanitizeMol(mol)
+    except (ValueError, RuntimeError):
+        return None
+    if mol is None or mol.GetNumHeavyAtoms() == 0:
+        return None
+    return mol
+
+
+def canonical_smiles(mol_or_smiles: Chem.Mol | str | None) -> str | None:
+    """RDKit canonical SMILES (isomeric), or None when the input is not a molecule."""
+    mol = to_mol(mol_or_smiles) if isinstance(mol_or_smiles, str) or mol_or_smiles is None \
+        else mol_or_smiles
+    if mol is None:
+        return None
+    return Chem.MolToSmiles(mol)
+
+
+def filter_reason(mol: Chem.Mol, allowed_elements: Iterable[str] | None = ORGANIC_ELEMENTS,
+                  min_heavy_atoms: int = 1, max_heavy_atoms: int | None = None) -> str | None:
+    """Why a molecule fails the element/size filters, or None when it passes."""
+    if allowed_elements is not None:
+        allowed = set(allowed_elements)
+        bad = sorted({a.GetSymbol() for a in mol.GetAtoms()} - allowed)
+        if bad:
+            return f"{RejectReason.ELEMENT}: {', '.join(bad)}"
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy < min_heavy_atoms:
+        return f"{RejectReason.TOO_SMALL}: {heavy} < {min_heavy_atoms}"
+    if max_heavy_atoms is not None and heavy > max_heavy_atoms:
+        return f"{RejectReason.TOO_LARGE}: {heavy} > {max_heavy_atoms}"
+    return None
+
+
+def sa_score(mol: Chem.Mol) -> float:
+    """Synthetic accessibility, 1 (easy) to 10 (hard): RDKit Contrib's Ertl & Schuffenhauer."""
+    return float(sascorer.calculateScore(mol))
+
+
+def largest_ring_size(mol: Chem.Mol) -> int:
+    """Size of the largest ring (0 when acyclic)."""
+    rings = mol.GetRingInfo().AtomRings()
+    return max((len(r) for r in rings), default=0)
+
+
+def penalized_logp(mol: Chem.Mol) -> float:
+    """logP - SA - max(largest ring - 6, 0): the unnormalized score of JT-VAE/GCPN/LIMO tables."""
+    return float(Crippen.MolLogP(mol) - sa_score(mol) - max(largest_ring_size(mol) - 6, 0))
+
+
+def properties(mol: Chem.Mol) -> dict[str, float]:
+    """The standard property panel, keyed by :data:`PROPERTY_NAMES`.
+
+    QED's own descriptor pass (MW, logP, TPSA, rotatable bonds, H-bond donors) is reused for
+    those properties, so the costly parts are computed once per molecule.
+    """
+    qed_inputs = QED.properties(mol)
+    logp = qed_inputs.ALOGP
+    sa = sa_score(mol)
+    return {
+        "mw": float(qed_inputs.MW),
+        "logp": float(logp),
+        "qed": float(QED.qed(mol, qedProperties=qed_inputs)),
+        "sa": sa,
+        "tpsa": float(qed_inputs.PSA),
+        "hbd": float(qed_inputs.HBD),
+        "hba": float(Lipinski.NumHAcceptors(mol)),
+        "rotatable_bonds": float(qed_inputs.ROTB),
+        "rings": float(rdMolDescriptors.CalcNumRings(mol)),
+        "heavy_atoms": float(mol.GetNumHeavyAtoms()),
+        "plogp": float(logp - sa - max(largest_ring_size(mol) - 6, 0)),
+    }
+
+
+def smiles_properties(smiles: str | None) -> dict[str, float]:
+    """Properties of a SMILES string; every value NaN when it does not parse."""
+    mol = to_mol(smiles)
+    if mol is None:
+        return dict.fromkeys(PROPERTY_NAMES, math.nan)
+    return properties(mol)
+
+
+def scaffold(mol_or_smiles: Chem.Mol | str | None) -> str | None:
+    """Bemis–Murcko scaffold SMILES ('' for acyclic molecules), None when not a molecule."""
+    mol = to_mol(mol_or_smiles) if isinstance(mol_or_smiles, str) or mol_or_smiles is None \
+        else mol_or_smiles
+    if mol is None:
+        return None
+    return MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
+
+
+@lru_cache(maxsize=4)
+def _morgan_generator(radius: int, n_bits: int):  # noqa: ANN202 (RDKit generator type)
+    from rdkit.Chem import rdFingerprintGenerator
+
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
+def morgan_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024):  # noqa: ANN201
+    """Morgan (ECFP4 by default) bit vector, the fingerprint MOSES metrics use."""
+    return _morgan_generator(radius, n_bits).GetFingerprint(mol)
+
+
+def fingerprint_array(mols: Sequence[Chem.Mol], radius: int = 2, n_bits: int = 1024) -> np.ndarray:
+    """Morgan fingerprints as a dense uint8 matrix (rows = molecules)."""
+    gen = _morgan_generator(radius, n_bits)
+    out = np.zeros((len(mols), n_bits), dtype=np.uint8)
+    for i, mol in enumerate(mols):
+        out[i] = gen.GetFingerprintAsNumPy(mol)
+    return out
+
+
+def tanimoto(query: Chem.Mol, others: Sequence[Chem.Mol]) -> np.ndarray:
+    """Tanimoto similarity of one molecule to each of ``others`` (Morgan r=2, 1024 bits)."""
+    fp = morgan_fingerprint(query)
+    return np.asarray(DataStructs.BulkTanimotoSimilarity(fp, [morgan_fingerprint(m)
+                                                               for m in others]))
+
+
+def similarity(smiles_a: str, smiles_b: str) -> float:
+    """Tanimoto similarity of two SMILES; NaN if either is not a molecule."""
+    a, b = to_mol(smiles_a), to_mol(smiles_b)
+    if a is None or b is None:
+        return math.nan
+    return float(DataStructs.TanimotoSimilarity(morgan_fingerprint(a), morgan_fingerprint(b)))

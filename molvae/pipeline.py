@@ -1,0 +1,205 @@
+"""Pipelines: a YAML file of stage configs, run in order, cached, tracked as one MLflow run.
+
+Each stage's outputs live in ``WORKDIR/STAGE-HASH`` where the hash covers the stage's config
+and the hashes of the stages it reads from, so changing one key reruns that stage and those
+after it, and nothing else. A stage is finished only when its ``.done.json`` marker exists;
+a folder without one (a killed run) is cleared before the stage runs again — except
+training, which resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from molvae import config as cfg
+from molvae import tracking
+from molvae.io import write_json
+from molvae.stages import STAGES, get_stage, run_stage
+
+log = logging.getLogger(__name__)
+
+ORDER = ("prep", "train", "sample", "score", "regress", "optimize")
+TOP_LEVEL_KEYS = {"name", "workdir", "stages"}
+DONE = ".done.json"
+# stage -> {config key: upstream stage whose output folder (or file) fills it}
+LINKS: dict[str, dict[str, str]] = {
+    "train": {"data": "prep"},
+    "sample": {"model": "train"},
+    "score": {"generated": "sample", "reference": "prep"},
+    "regress": {"model": "train", "data": "prep"},
+    "optimize": {"model": "train", "data": "prep", "regress": "regress"},
+}
+# stages whose ``out`` is a file inside the stage folder rather than the folder itself
+OUT_FILES = {"sample": "samples.csv"}
+
+
+@dataclass
+class PlannedStage:
+    """One stage of a pipeline with its resolved config and cache folder."""
+
+    name: str
+    config: Any
+    folder: Path
+    digest: str
+
+    @property
+    def done(self) -> bool:
+        return (self.folder / DONE).is_file()
+
+    @property
+    def output(self) -> Path:
+        return self.folder / OUT_FILES.get(self.name, "")
+
+
+@dataclass
+class Pipeline:
+    """A parsed pipeline file: its name, working folder and ordered stages."""
+
+    name: str
+    workdir: Path
+    stages: list[PlannedStage] = field(default_factory=list)
+    source: Path | None = None
+
+
+def _set_override(spec: dict[str, dict], assignment: str) -> None:
+    """Apply ``stage.key=value`` (value parsed as YAML) to the raw stage specs."""
+    target, sep, value = assignment.partition("=")
+    stage, dot, key = target.partition(".")
+    if not sep or not dot or not key:
+        raise cfg.ConfigError(f"--set expects stage.key=value, got '{assignment}'")
+    if stage not in spec:
+        raise cfg.ConfigError(f"--set {assignment}: stage '{stage}' is not in the pipeline")
+    spec[stage][key] = yaml.safe_load(value)
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipeline:
+    """Parse and validate a pipeline file; every error names the stage and the key."""
+    path = Path(path)
+    data = cfg.load_yaml(path)
+    unknown = set(data) - TOP_LEVEL_KEYS
+    if unknown:
+        raise cfg.ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)} "
+                              f"(valid: {sorted(TOP_LEVEL_KEYS)})")
+    raw_stages = data.get("stages")
+    if not isinstance(raw_stages, dict) or not raw_stages:
+        raise cfg.ConfigError(f"{path}: 'stages' must map stage names to their configs")
+    spec: dict[str, dict] = {}
+    for name, options in raw_stages.items():
+        get_stage(name)
+        if options is not None and not isinstance(options, dict):
+            raise cfg.ConfigError(f"{path}: stage '{name}' must be a mapping of keys to values")
+        spec[name] = dict(options or {})
+    for assignment in overrides or []:
+        _set_override(spec, assignment)
+    pipeline = Pipeline(name=str(data.get("name") or path.stem),
+                        workdir=Path(data.get("workdir") or Path("runs") / path.stem), source=path)
+    planned: dict[str, PlannedStage] = {}
+    for name in sorted(spec, key=ORDER.index):
+        options = dict(spec[name])
+        upstream = []
+        for key, source in LINKS.get(name, {}).items():
+            if source in planned and key not in options:
+                options[key] = str(planned[source].output)
+                upstream.append(planned[source].digest)
+        hashed = json.dumps({"stage": name, "options": options, "upstream": upstream},
+                            sort_keys=True, default=str)
+        digest = hashlib.sha256(hashed.encode()).hexdigest()[:12]
+        folder = pipeline.workdir / f"{name}-{digest}"
+        options["out"] = str(folder / OUT_FILES.get(name, ""))
+        config = cfg.from_dict(get_stage(name).config_type(), options, where=f"{path}: {name}")
+        planned[name] = PlannedStage(name, config, folder, digest)
+    pipeline.stages = list(planned.values())
+    return pipeline
+
+
+def select(pipeline: Pipeline, only: str | None = None, start: str | None = None) -> list[str]:
+    """Names of the stages to run for ``--only`` / ``--from`` (all by default)."""
+    names = [s.name for s in pipeline.stages]
+    for option, value in (("--only", only), ("--from", start)):
+        if value is not None and value not in names:
+            raise cfg.ConfigError(f"{option} {value}: not a stage of this pipeline "
+                                  f"({', '.join(names)})")
+    if only:
+        return [only]
+    if start:
+        return names[names.index(start):]
+    return names
+
+
+def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None = None,
+                 force: bool = False, track: bool = True) -> dict[str, str]:
+    """Run the selected stages in order; returns each stage's status ('ran' or 'cached')."""
+    chosen = select(pipeline, only, start)
+    statuses: dict[str, str] = {}
+    resolved = {s.name: cfg.to_dict(s.config) for s in pipeline.stages}
+    run_name = f"{pipeline.name}: {' → '.join(chosen)}"
+    with tracking.stage_run("pipeline", {"pipeline": pipeline.name, "stages": ",".join(chosen)},
+                            enabled=track, run_name=run_name) as tracker:
+        if pipeline.source is not None:
+            tracker.log_artifact(pipeline.source)
+        tracker.log_dict(resolved, "resolved_pipeline.json")
+        for stage in pipeline.stages:
+            if stage.name not in chosen:
+                if not stage.done and any(stage.name in LINKS.get(c, {}).values()
+                                          for c in chosen):
+                    raise cfg.ConfigError(f"stage '{stage.name}' has not run yet; run it first "
+                                          f"(or drop --only/--from)")
+                continue
+            if stage.done and not force:
+                log.info("%s: cached in %s", stage.name, stage.folder)
+                statuses[stage.name] = "cached"
+                continue
+            _prepare_folder(stage, force)
+            started = time.perf_counter()
+            log.info("%s: running into %s", stage.name, stage.folder)
+            run_stage(stage.name, stage.config, track=track)
+            write_json({"stage": stage.name, "config": cfg.to_dict(stage.config),
+                        "seconds": time.perf_counter() - started}, stage.folder / DONE)
+            statuses[stage.name] = "ran"
+        tracker.log_metrics({f"ran/{k}": float(v == "ran") for k, v in statuses.items()})
+    return statuses
+
+
+def _prepare_folder(stage: PlannedStage, force: bool) -> None:
+    """Clear half-written outputs; a killed training run is resumed instead of cleared."""
+    resumable = stage.name == "train" and hasattr(stage.config, "resume") and not force
+    if stage.folder.exists() and not resumable:
+        shutil.rmtree(stage.folder)
+    if resumable and (stage.folder / "checkpoint.pt").is_file():
+        stage.config.resume = True
+    stage.folder.mkdir(parents=True, exist_ok=True)
+
+
+def add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``molvae run PIPELINE.yaml`` sub-command."""
+    p = sub.add_parser("run", help="run a pipeline file (stages cached, one MLflow parent run)",
+                       description="Run the stages of a pipeline YAML in order. Finished stages "
+                       f"are skipped unless their config changed. Stages: {', '.join(STAGES)}.")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--only", metavar="STAGE", help="run just this stage")
+    p.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the rest")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="STAGE.KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--force", action="store_true", help="rerun stages even if cached")
+    p.add_argument("--no-track", action="store_true", help="do not record MLflow runs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def run_pipeline_cli(args: argparse.Namespace) -> None:
+    """What ``molvae run`` does with its parsed arguments."""
+    pipeline = load_pipeline(args.pipeline, args.overrides)
+    statuses = run_pipeline(pipeline, only=args.only, start=args.start, force=args.force,
+                            track=not args.no_track)
+    for stage in pipeline.stages:
+        if stage.name in statuses:
+            print(f"{stage.name:9s} {statuses[stage.name]:7s} {stage.folder}")

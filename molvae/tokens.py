@@ -1,0 +1,115 @@
+"""SELFIES tokens: conversion to/from SMILES, and the vocabulary that maps tokens to ids.
+
+SELFIES is used because every token sequence decodes to a valid molecule, so a decoder
+cannot produce syntactically broken output. The vocabulary is plain JSON (no pickles).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import selfies as sf
+
+from molvae import chem
+from molvae.io import write_text
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIALS = (PAD, BOS, EOS, UNK)
+
+
+def smiles_to_selfies(smiles: str) -> str | None:
+    """SELFIES for a SMILES string, or None when the selfies encoder refuses it."""
+    try:
+        return sf.encoder(smiles)
+    except sf.EncoderError:
+        return None
+
+
+def selfies_to_smiles(selfies: str) -> str | None:
+    """Canonical RDKit SMILES for a SELFIES string (None if empty or not decodable)."""
+    try:
+        smiles = sf.decoder(selfies)
+    except sf.DecoderError:
+        return None
+    if not smiles:
+        return None
+    return chem.canonical_smiles(smiles)
+
+
+def split_selfies(selfies: str) -> list[str]:
+    """Tokens of a SELFIES string, e.g. '[C][=O]' -> ['[C]', '[=O]']."""
+    return list(sf.split_selfies(selfies))
+
+
+@dataclass
+class Vocab:
+    """Token <-> id mapping. Ids 0..3 are the special tokens pad, bos, eos, unk.
+
+    Attributes:
+        tokens: every token, index = id.
+        max_length: the longest molecule seen when building, in tokens (without bos/eos).
+    """
+
+    tokens: list[str]
+    max_length: int = 0
+
+    def __post_init__(self) -> None:
+        if list(self.tokens[:len(SPECIALS)]) != list(SPECIALS):
+            raise ValueError(f"vocabulary must start with the special tokens {SPECIALS}")
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def build(cls, selfies_strings: Iterable[str]) -> Vocab:
+        """Vocabulary of all tokens in ``selfies_strings``, most frequent first."""
+        counts: Counter[str] = Counter()
+        longest = 0
+        for s in selfies_strings:
+            toks = split_selfies(s)
+            counts.update(toks)
+            longest = max(longest, len(toks))
+        ordered = sorted(counts, key=lambda t: (-counts[t], t))
+        return cls(list(SPECIALS) + ordered, max_length=longest)
+
+    def encode(self, selfies: str, add_special: bool = True) -> list[int]:
+        """Token ids of a SELFIES string, wrapped in bos/eos; unknown tokens map to unk."""
+        ids = [self.index.get(t, self.unk_id) for t in split_selfies(selfies)]
+        return [self.bos_id, *ids, self.eos_id] if add_special else ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """SELFIES from ids: stops at the first eos, skips pad/bos/unk."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == self.eos_id:
+                break
+            if i >= len(SPECIALS):
+                out.append(self.tokens[i])
+        return "".join(out)
+
+    def to_smiles(self, ids: Sequence[int]) -> str | None:
+        """Canonical SMILES decoded from ids (None if the sequence is empty)."""
+        return selfies_to_smiles(self.decode(ids))
+
+    def to_dict(self) -> dict:
+        return {"tokens": self.tokens, "max_length": self.max_length,
+                "specials": {"pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Vocab:
+        return cls(list(data["tokens"]), int(data.get("max_length", 0)))
+
+    def save(self, path: str | Path) -> Path:
+        return write_text(json.dumps(self.to_dict(), indent=1), path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        return cls.from_dict(json.loads(Path(path).read_text()))

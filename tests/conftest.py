@@ -1,0 +1,56 @@
+"""Shared fixtures: named test molecules, a prepared data set, an isolated MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
+PARACETAMOL = "CC(=O)Nc1ccc(O)cc1"
+INVALID = "C1CC(C"
+
+
+@pytest.fixture(scope="session")
+def molecules_csv() -> Path:
+    """100 drug-like molecules from MOSES (column ``smiles``)."""
+    return FIXTURES / "molecules.csv"
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory: pytest.TempPathFactory, molecules_csv: Path) -> Path:
+    """The 100 fixture molecules through ``prep`` (random split 80/10/10), built once."""
+    from molvae.config import from_dict
+    from molvae.data import PrepConfig, prep
+
+    out = tmp_path_factory.mktemp("prepared")
+    prep(from_dict(PrepConfig, {"inputs": [str(molecules_csv)], "out": str(out), "workers": 1}))
+    return out
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private MLflow store in a temporary working folder; returns its tracking URI."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return "sqlite:///mlflow.db"
+
+
+@pytest.fixture
+def mlflow_runs(mlflow_store: str):  # noqa: ANN201 (a function returning a DataFrame)
+    """``mlflow_runs(stage=None)`` lists the runs in the private store (optionally one stage's)."""
+    import mlflow
+
+    def runs(stage: str | None = None):  # noqa: ANN202
+        mlflow.set_tracking_uri(mlflow_store)
+        found = mlflow.search_runs(experiment_names=["molvae"])
+        if stage is not None and len(found):
+            found = found[found["tags.stage"] == stage]
+        return found
+
+    return runs

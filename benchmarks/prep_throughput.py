@@ -35,7 +35,8 @@ def main() -> None:
     children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rate = args.n / seconds
     print(f"prep: {args.n} molecules, {args.workers} workers: {seconds:.1f} s, "
-          f"{rate:.0f} molecules/s; peak RSS main {peak_mib:.0f} MiB, worker {children_mib:.0f} MiB")
+          f"{rate:.0f} molecules/s; peak RSS main {peak_mib:.0f} MiB, "
+          f"worker {children_mib:.0f} MiB")
     print(f"kept {result.counts['kept']}, rejected {result.counts['rejected']}; "
           f"projected full MOSES train (1,584,663): {1_584_663 / rate / 60:.1f} min")
 

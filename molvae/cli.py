@@ -34,8 +34,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type: type) -> Non
             help_text += f" (default: {','.join(map(str, default)) if is_list else default})"
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
         if field.metadata.get("positional"):
-            parser.add_argument(field.name, nargs="+" if is_list else None, metavar=field.name.upper(),
-                                **kwargs)
+            parser.add_argument(field.name, nargs="+" if is_list else None,
+                                metavar=field.name.upper(), **kwargs)
             continue
         flags = [f"--{field.name.replace('_', '-')}", *field.metadata.get("aliases", ())]
         if inner is bool:

@@ -230,7 +230,7 @@ def prep(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     out = Path(config.out)
     if unique.empty:
         write_table(rejects, out / "rejects.csv")
-        raise ValueError(f"no molecule passed standardization; see the reasons in {out}/rejects.csv")
+        raise ValueError(f"no molecule passed standardization; see {out}/rejects.csv")
 
     t0 = time.perf_counter()
     unique["split"] = assign_splits(unique["smiles"], config)
@@ -238,7 +238,8 @@ def prep(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     vocab = Vocab.build(unique.loc[unique["split"] == "train", "selfies"])
 
     for name in SPLITS:
-        write_table(unique[unique["split"] == name].drop(columns=["split"]), out / f"{name}.parquet")
+        part = unique[unique["split"] == name].drop(columns=["split"])
+        write_table(part, out / f"{name}.parquet")
     vocab.save(out / "vocab.json")
     write_table(rejects, out / "rejects.csv")
     write_table(dupes, out / "duplicates.csv")

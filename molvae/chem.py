@@ -102,9 +102,12 @@ def standardize_mol(mol: Chem.Mol, keep_stereo: bool = True) -> Chem.Mol | None:
     Returns None if nothing is left or RDKit cannot sanitize the result.
     """
     chooser, uncharger = _standardizers()
+    needs_cleaning = len(Chem.GetMolFrags(mol)) > 1 or any(
+        a.GetFormalCharge() for a in mol.GetAtoms())
     try:
-        mol = chooser.choose(mol)
-        mol = uncharger.uncharge(mol)
+        if needs_cleaning:  # most molecules are one neutral fragment: skip the costly part
+            mol = chooser.choose(mol)
+            mol = uncharger.uncharge(mol)
         if not keep_stereo:
             mol = Chem.Mol(mol)
             Chem.RemoveStereochemistry(mol)
@@ -232,3 +235,29 @@ def similarity(smiles_a: str, smiles_b: str) -> float:
     if a is None or b is None:
         return math.nan
     return float(DataStructs.TanimotoSimilarity(morgan_fingerprint(a), morgan_fingerprint(b)))
+
+
+@lru_cache(maxsize=1)
+def _pains_catalog():  # noqa: ANN202 (RDKit FilterCatalog type)
+    from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+
+    params = FilterCatalogParams()
+    params.AddCatalog(FilterCatalogParams.FilterCatalogs.PAINS)
+    return FilterCatalog(params)
+
+
+def pains_alerts(mol: Chem.Mol) -> list[str]:
+    """Names of the PAINS alerts (Baell & Holloway 2010, RDKit FilterCatalog) ``mol`` matches."""
+    return [entry.GetDescription() for entry in _pains_catalog().GetMatches(mol)]
+
+
+def structure_alerts(smiles: str | None) -> dict[str, float]:
+    """Structure guards of latent optimization: ``largest_ring`` size and ``pains`` alert count.
+
+    Optimizers exploit what plain properties miss (macrocycles, assay-interference motifs), so
+    these are checked next to the objective. Every value is NaN when the SMILES does not parse.
+    """
+    mol = to_mol(smiles)
+    if mol is None:
+        return {"largest_ring": math.nan, "pains": math.nan}
+    return {"largest_ring": float(largest_ring_size(mol)), "pains": float(len(pains_alerts(mol)))}

@@ -170,3 +170,24 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None, enabled: bool
             tracker.log_params(params)
             tracker.log_dict(dict(params), "config.json")
         yield tracker
+
+
+def is_model_uri(path: str | Path) -> bool:
+    """True for MLflow model URIs (``models:/NAME/VERSION``, ``runs:/ID/PATH``)."""
+    return str(path).startswith(("models:/", "runs:/"))
+
+
+def download_model_dir(uri: str) -> Path:
+    """Fetch an MLflow-logged molvae model and return the folder holding its ``model.pt``.
+
+    Raises:
+        FileNotFoundError: the URI holds no molvae model.
+    """
+    import mlflow
+
+    configure()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    found = sorted(local.rglob("model.pt"))
+    if not found:
+        raise FileNotFoundError(f"{uri} holds no molvae model (no model.pt)")
+    return found[0].parent

@@ -23,9 +23,9 @@ class ConfigError(ValueError):
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", positional: bool = False,
-           **kwargs: Any) -> Any:
-    """A dataclass field carrying CLI help text (and whether it is a positional argument)."""
-    metadata = {"help": help, "positional": positional}
+           aliases: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """A dataclass field carrying CLI help text, short flags, and whether it is positional."""
+    metadata = {"help": help, "positional": positional, "aliases": aliases}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata,

@@ -7,6 +7,7 @@ modules as strings so that ``molvae --help`` does not import torch, RDKit or MLf
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,17 @@ class Stage:
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prep", "molvae.data", "PrepConfig", "prep",
           "standardize molecules, compute properties, SELFIES, vocabulary and splits"),
+    Stage("train", "molvae.train", "TrainConfig", "run_train",
+          "train the SELFIES VAE (KL annealing, checkpoints, --resume, torchrun DDP)"),
+    Stage("sample", "molvae.sample", "SampleConfig", "run_sample",
+          "generate molecules from the prior of a trained model"),
+    Stage("score", "molvae.score", "ScoreConfig", "run_score",
+          "MOSES-style quality report of generated molecules (validity, FCD, SNN, ...)"),
+    Stage("regress", "molvae.regress", "RegressConfig", "run_regress",
+          "predict properties from the latent space: regressors, CV scores, surrogates"),
+    Stage("optimize", "molvae.optimize", "OptimizeConfig", "run_optimize",
+          "optimize an objective in latent space (gradient, bo, cmaes, random) under an "
+          "oracle budget"),
 )}
 
 
@@ -47,6 +59,7 @@ def get_stage(name: str) -> Stage:
 def run_stage(name: str, config: Any, track: bool = True, run_name: str | None = None) -> Any:
     """Run one stage inside its own MLflow run (nested under an active pipeline run)."""
     stage = get_stage(name)
+    track = track and os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 records
     with tracking.stage_run(name, cfg.to_dict(config), enabled=track,
                             run_name=run_name) as tracker:
         return stage.callable()(config, tracker)

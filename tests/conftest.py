@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TQDM_DISABLE", "1")
+torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they save
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"

@@ -1,0 +1,58 @@
+"""The trained VAE as an MLflow pyfunc model, so ``mlflow models serve`` and
+``mlflow.pyfunc.load_model`` can use it without knowing molvae's API.
+
+Input is a DataFrame with either
+- a column ``n_samples``: the total number of prior samples wanted → a ``smiles`` column, or
+- a column ``smiles``: molecules to encode → columns ``z_0 .. z_{d-1}`` (the posterior mean;
+  NaN for a SMILES that cannot be encoded).
+Optional ``params``: ``temperature`` and ``seed`` for sampling.
+
+This is the one module besides ``tracking.py`` that imports MLflow: a pyfunc model must be
+a subclass of ``mlflow.pyfunc.PythonModel``. It is imported only when a model is logged or
+served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+
+from molvae.model import MODEL_FILE, SelfiesVAE, load_model
+from molvae.tracking import Tracker
+
+ARTIFACT = "model"
+REQUIREMENTS = ["torch", "selfies", "rdkit", "pandas", "numpy", "molvae"]
+
+
+class SelfiesVAEPyfunc(mlflow.pyfunc.PythonModel):
+    """Samples molecules (``n_samples``) or encodes them (``smiles``)."""
+
+    def load_context(self, context: Any) -> None:
+        self.model: SelfiesVAE = load_model(context.artifacts[ARTIFACT])
+
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        params = params or {}
+        if "smiles" in model_input.columns:
+            mu, _ = self.model.encode(model_input["smiles"].tolist())
+            return pd.DataFrame(mu, columns=[f"z_{i}" for i in range(mu.shape[1])])
+        if "n_samples" in model_input.columns:
+            n = int(model_input["n_samples"].sum())
+            seed = params.get("seed")
+            smiles = self.model.sample(n, temperature=float(params.get("temperature", 1.0)),
+                                       seed=None if seed is None else int(seed))
+            return pd.DataFrame({"smiles": smiles})
+        raise ValueError("input needs a 'smiles' column (encode) or an 'n_samples' column "
+                         f"(sample); got columns {list(model_input.columns)}")
+
+
+def log_model(tracker: Tracker, model_dir: str | Path) -> str | None:
+    """Attach ``MODEL_DIR/model.pt`` to the run as a pyfunc model; returns its URI."""
+    return tracker.log_pyfunc_model(
+        name="model", python_model=SelfiesVAEPyfunc(),
+        artifacts={ARTIFACT: str(Path(model_dir) / MODEL_FILE)},
+        pip_requirements=REQUIREMENTS,
+    )

@@ -20,11 +20,13 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+import molvae
 from molvae.model import MODEL_FILE, SelfiesVAE, load_model
 from molvae.tracking import Tracker
 
 ARTIFACT = "model"
-REQUIREMENTS = ["torch", "selfies", "rdkit", "pandas", "numpy", "molvae"]
+REQUIREMENTS = ["torch", "selfies", "rdkit", "pandas", "pyarrow", "numpy", "scikit-learn", "pyyaml",
+                "tqdm", "mlflow"]
 
 
 class SelfiesVAEPyfunc(mlflow.pyfunc.PythonModel):
@@ -49,10 +51,17 @@ class SelfiesVAEPyfunc(mlflow.pyfunc.PythonModel):
                          f"(sample); got columns {list(model_input.columns)}")
 
 
-def log_model(tracker: Tracker, model_dir: str | Path) -> str | None:
-    """Attach ``MODEL_DIR/model.pt`` to the run as a pyfunc model; returns its URI."""
+def log_model(tracker: Tracker, model_dir: str | Path,
+              registered_name: str | None = None) -> str | None:
+    """Attach ``MODEL_DIR/model.pt`` to the run as a pyfunc model; returns its URI.
+
+    The molvae package travels with the model (``code_paths``), so ``mlflow models serve``
+    works in any environment with the listed requirements; ``registered_name`` also adds it
+    to the model registry as a new version (``models:/NAME/VERSION``).
+    """
     return tracker.log_pyfunc_model(
         name="model", python_model=SelfiesVAEPyfunc(),
         artifacts={ARTIFACT: str(Path(model_dir) / MODEL_FILE)},
-        pip_requirements=REQUIREMENTS,
+        pip_requirements=REQUIREMENTS, registered_model_name=registered_name,
+        code_paths=[str(Path(molvae.__file__).parent)],
     )

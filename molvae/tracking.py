@@ -67,7 +67,8 @@ class Tracker:
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
                          input_example: Any = None, registered_model_name: str | None = None,
-                         pip_requirements: list[str] | None = None) -> str | None:
+                         pip_requirements: list[str] | None = None,
+                         code_paths: list[str] | None = None) -> str | None:
         """Store (and optionally register) an MLflow pyfunc model; returns its URI."""
         return None
 
@@ -118,13 +119,14 @@ class MlflowTracker(Tracker):
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
                          input_example: Any = None, registered_model_name: str | None = None,
-                         pip_requirements: list[str] | None = None) -> str | None:
+                         pip_requirements: list[str] | None = None,
+                         code_paths: list[str] | None = None) -> str | None:
         import mlflow
 
         info = mlflow.pyfunc.log_model(
             name=name, python_model=python_model, artifacts=artifacts,
             input_example=input_example, registered_model_name=registered_model_name,
-            pip_requirements=pip_requirements,
+            pip_requirements=pip_requirements, code_paths=code_paths,
         )
         return info.model_uri
 

@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 KL_SCHEDULES = ("linear", "cyclical", "constant")
 LR_SCHEDULES = ("cosine", "constant")
 MIN_LR_FACTOR = 0.05  # cosine decays to this fraction of lr
-RESUME_KEYS = {"resume", "max_steps", "log_model", "num_workers"}  # may change on resume
+# options that may change when a run is resumed
+RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "num_workers", "threads"}
 
 
 @dataclass
@@ -102,6 +103,8 @@ class TrainConfig:
     resume: bool = option(False, help="continue from OUT/checkpoint.pt")
     seed: int = option(0, help="random seed")
     log_model: bool = option(True, help="store the best model in MLflow as a pyfunc model")
+    registered_name: str | None = option("molvae-vae", help="register the logged model under "
+                                         "this name in the MLflow model registry ('' = don't)")
 
     def validate(self) -> None:
         choices = {"preset": PRESETS, "kl_schedule": KL_SCHEDULES, "lr_schedule": LR_SCHEDULES}
@@ -395,5 +398,5 @@ def run_train(config: TrainConfig, tracker: Tracker) -> TrainResult:
     if config.log_model and result.progress.finished:
         from molvae.serving import log_model
 
-        result.model_uri = log_model(tracker, out)
+        result.model_uri = log_model(tracker, out, config.registered_name or None)
     return result

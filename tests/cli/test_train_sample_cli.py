@@ -52,6 +52,8 @@ def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:
     assert latent.shape == (2, 8) and latent.iloc[1].isna().all()
     logged = load_model(f"runs:/{train_run['run_id']}/model", device="cpu")
     assert logged.sample(5, seed=2) == load_model("model", device="cpu").sample(5, seed=2)
+    registered = load_model("models:/molvae-vae/1", device="cpu")
+    assert registered.sample(5, seed=2) == logged.sample(5, seed=2)
 
 
 def test_sampling_is_reproducible_and_resume_is_a_flag(prepared_dir: Path, mlflow_store) -> None:

@@ -1,0 +1,66 @@
+"""The registered model served by ``mlflow models serve``, asked over HTTP on loopback."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from molvae import chem
+from molvae.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, payload: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.integration
+def test_registered_model_serves_samples_and_latents(prepared_dir: Path, mlflow_store) -> None:
+    assert main(["train", "--data", str(prepared_dir), "--out", "model", "--preset", "tiny",
+                 "--epochs", "1", "--batch-size", "16", "--eval-samples", "10",
+                 "--eval-molecules", "5", "--threads", "1", "--registered-name", "served-vae",
+                 "-q"]) == 0
+    port = free_port()
+    bin_dir = Path(sys.executable).parent  # mlflow runs uvicorn from the environment's bin
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path.cwd() / 'mlflow.db'}",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    mlflow_cli = bin_dir / "mlflow"
+    server = subprocess.Popen(
+        [str(mlflow_cli), "models", "serve", "-m", "models:/served-vae/1", "--env-manager",
+         "local", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"server did not start: {server.stderr.read().decode()[-6000:]}")
+                time.sleep(0.5)
+        drawn = post(f"{base}/invocations",
+                     {"dataframe_split": {"columns": ["n_samples"], "data": [[3]]}})
+        smiles = [row["smiles"] for row in drawn["predictions"]]
+        assert len(smiles) == 3 and all(chem.to_mol(s) is not None for s in smiles)
+        latent = post(f"{base}/invocations",
+                      {"dataframe_split": {"columns": ["smiles"], "data": [["CCO"]]}})
+        assert len(latent["predictions"][0]) == 8
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -261,3 +261,117 @@ def structure_alerts(smiles: str | None) -> dict[str, float]:
     if mol is None:
         return {"largest_ring": math.nan, "pains": math.nan}
     return {"largest_ring": float(largest_ring_size(mol)), "pains": float(len(pains_alerts(mol)))}
+
+
+GUACAMOL_DESCRIPTORS = ("BertzCT", "MolLogP", "MolWt", "TPSA", "NumHAcceptors", "NumHDonors",
+                        "NumRotatableBonds", "NumAliphaticRings", "NumAromaticRings")
+MOSES_FILTER_ELEMENTS = ("C", "N", "S", "O", "F", "Cl", "Br", "H")
+
+
+def packed_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024) -> np.ndarray:
+    """Morgan bits packed eight to a byte (``np.packbits``): small to cache and to send between
+    processes; ``np.unpackbits`` gives back the 0/1 vector of :func:`fingerprint_array`."""
+    return np.packbits(_morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol))
+
+
+def brics_fragments(mol: Chem.Mol) -> list[str]:
+    """SMILES of the pieces left after cutting every BRICS bond (the units of MOSES's Frag)."""
+    return Chem.MolToSmiles(Chem.FragmentOnBRICSBonds(mol)).split(".")
+
+
+def ring_scaffold(mol: Chem.Mol, min_rings: int = 2) -> str | None:
+    """Bemis–Murcko scaffold SMILES when it has at least ``min_rings`` rings, else None.
+
+    This is MOSES's Scaf unit: scaffolds with fewer than two rings are not counted.
+    """
+    try:
+        core = MurckoScaffold.GetScaffoldForMol(mol)
+    except (ValueError, RuntimeError):
+        return None
+    smiles = Chem.MolToSmiles(core)
+    if not smiles or core.GetRingInfo().NumRings() < min_rings:
+        return None
+    return smiles
+
+
+@lru_cache(maxsize=4)
+def smarts_catalog(patterns: tuple[str, ...]):  # noqa: ANN201 (RDKit FilterCatalog type)
+    """A FilterCatalog of SMARTS patterns, matched in C++ (much faster than a Python loop)."""
+    from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogEntry, SmartsMatcher
+
+    catalog = FilterCatalog()
+    for i, smarts in enumerate(patterns):
+        catalog.AddEntry(FilterCatalogEntry(str(i), SmartsMatcher(str(i), smarts, 1)))
+    return catalog
+
+
+def passes_moses_filters(mol: Chem.Mol, catalog,  # noqa: ANN001 (RDKit FilterCatalog)
+                         allowed: Iterable[str] = MOSES_FILTER_ELEMENTS) -> bool:
+    """MOSES's ``mol_passes_filters``: no ring of 8+ atoms, no charged atom, only ``allowed``
+    elements, no match of ``catalog`` (MOSES's MCF + PAINS SMARTS, matched with explicit
+    hydrogens), and a non-stereo SMILES that parses back."""
+    if any(len(ring) >= 8 for ring in mol.GetRingInfo().AtomRings()):
+        return False
+    allowed = set(allowed)
+    if any(a.GetFormalCharge() != 0 or a.GetSymbol() not in allowed for a in mol.GetAtoms()):
+        return False
+    if catalog.HasMatch(Chem.AddHs(mol)):
+        return False
+    smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
+    return bool(smiles) and Chem.MolFromSmiles(smiles) is not None
+
+
+def filter_catalog_names() -> tuple[str, ...]:
+    """Names of RDKit's structural-alert catalogs (PAINS, BRENK, NIH, ZINC, CHEMBL_*, ...)."""
+    from rdkit.Chem.FilterCatalog import FilterCatalogParams
+
+    return tuple(n for n in FilterCatalogParams.FilterCatalogs.names if n != "ALL")
+
+
+@lru_cache(maxsize=16)
+def _rdkit_catalog(name: str):  # noqa: ANN202 (RDKit FilterCatalog type)
+    from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
+
+    params = FilterCatalogParams()
+    params.AddCatalog(FilterCatalogParams.FilterCatalogs.names[name])
+    return FilterCatalog(params)
+
+
+def matches_catalog(mol: Chem.Mol, name: str) -> bool:
+    """Whether ``mol`` hits any alert of RDKit's FilterCatalog ``name`` (e.g. 'PAINS')."""
+    return bool(_rdkit_catalog(name).HasMatch(mol))
+
+
+@lru_cache(maxsize=1)
+def _guacamol_calculator():  # noqa: ANN202 (RDKit descriptor calculator)
+    from rdkit.ML.Descriptors import MoleculeDescriptors
+
+    return MoleculeDescriptors.MolecularDescriptorCalculator(list(GUACAMOL_DESCRIPTORS))
+
+
+def guacamol_descriptors(mol: Chem.Mol) -> list[float]:
+    """The descriptors of GuacaMol's KL-divergence benchmark, in :data:`GUACAMOL_DESCRIPTORS`
+    order; a non-finite value becomes 0 as GuacaMol does."""
+    values = np.asarray(_guacamol_calculator().CalcDescriptors(mol), dtype=float)
+    values[~np.isfinite(values)] = 0.0
+    return values.tolist()
+
+
+def nonstereo_smiles(mol: Chem.Mol) -> str:
+    """Canonical SMILES without stereochemistry (GuacaMol compares molecules this way)."""
+    return Chem.MolToSmiles(mol, isomericSmiles=False)
+
+
+def draw_grid(smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 6,
+              size: tuple[int, int] = (250, 250)) -> bytes:
+    """A PNG image (bytes) of molecules drawn on a grid; unparsable SMILES are left out."""
+    from rdkit.Chem import Draw
+
+    legends = list(legends) if legends is not None else [""] * len(smiles)
+    pairs = [(mol, legend) for mol, legend in zip(map(to_mol, smiles), legends)
+             if mol is not None]
+    options = Draw.MolDrawOptions()
+    options.drawMolsSameScale = False  # one huge molecule must not shrink all the others
+    return Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row, subImgSize=size,
+                                legends=[lg for _, lg in pairs], returnPNG=True,
+                                drawOptions=options)

@@ -1,0 +1,82 @@
+"""PNG figures any stage can write: distributions side by side, and grids of molecules.
+
+Figures are drawn with matplotlib's object API (no pyplot global state, no display needed)
+and written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from molvae import chem
+from molvae.io import atomic_path
+
+
+def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
+                        columns: Sequence[str], path: str | Path,
+                        labels: tuple[str, str] = ("generated", "reference"),
+                        bins: int = 40, per_row: int = 4) -> Path:
+    """One panel per column: normalized histograms of two tables on shared bins.
+
+    Bins span the 0.5-99.5 percentiles of both samples; values beyond are counted in the edge
+    bins, so one huge molecule does not squash the plot. Either table may be empty; columns
+    missing from both are skipped.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    columns = [c for c in columns if c in generated.columns or c in reference.columns]
+    n_rows = max(1, math.ceil(len(columns) / per_row))
+    fig = Figure(figsize=(3.2 * per_row, 2.5 * n_rows + 0.4))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06, top=1 - 0.5 / (2.5 * n_rows + 0.4),
+                        hspace=0.45, wspace=0.25)
+    axes = fig.subplots(n_rows, per_row, squeeze=False).ravel()
+    colors = ("tab:blue", "tab:gray")
+    for ax, column in zip(axes, columns):
+        samples = [_finite(table, column) for table in (generated, reference)]
+        present = [v for v in samples if v.size]
+        if present:
+            low = min(float(np.percentile(v, 0.5)) for v in present)
+            high = max(float(np.percentile(v, 99.5)) for v in present)
+            edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+            for values, color in zip(samples, colors):
+                if values.size:
+                    ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, density=True,
+                            alpha=0.55, color=color, histtype="stepfilled")
+        ax.set_title(column, fontsize=10)
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(columns):]:
+        ax.set_axis_off()
+    counts = [f"{label} (n={len(table)})" for label, table in zip(labels, (generated, reference))]
+    handles = [Patch(color=c, alpha=0.55) for c in colors]
+    fig.legend(handles, counts, loc="upper center", ncol=2, frameon=False)
+    return _save(fig, path)
+
+
+def _finite(table: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table.columns:
+        return np.zeros(0)
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+    return values[np.isfinite(values)]
+
+
+def molecule_grid(smiles: Sequence[str], legends: Sequence[str] | None, path: str | Path,
+                  per_row: int = 6, size: tuple[int, int] = (250, 250)) -> Path:
+    """A PNG grid of molecules drawn by RDKit, each with its legend."""
+    png = chem.draw_grid(smiles, legends, per_row=per_row, size=size)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
+    return path
+
+
+def _save(fig: object, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path

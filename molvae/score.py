@@ -1,0 +1,408 @@
+"""The score stage: how good is a set of generated molecules? MOSES metrics and more.
+
+``molvae score GENERATED --reference REF --out DIR`` writes:
+
+- ``metrics.json``: MOSES's metrics under MOSES's names (valid, unique@k, FCD/Test, SNN/Test,
+  Frag/Test, Scaf/Test, the /TestSF variants, IntDiv, IntDiv2, Filters, logP, SA, QED,
+  weight, Novelty), ours (``unique``, ``filters/<catalog>``, GuacaMol's ``KL_score`` and
+  ``KL_div/<descriptor>``), counts of what came in and why molecules were invalid, and a
+  ``notes`` map that says why any metric is null (undefined) or was skipped;
+- ``molecules.csv`` (or ``.parquet``): one row per input row, invalid ones with a reason;
+- ``properties.png`` (generated vs reference histograms) and ``molecules.png`` (a sample).
+
+REF is a prepared folder (``test.parquet`` for the distribution metrics, ``train.parquet``
+for Novelty), a molecule file, or ``moses`` (MOSES test, test_scaffolds and train).
+``Filters`` uses MOSES's own MCF + PAINS SMARTS read from the molsets wheel; ``filters/pains``
+etc. use RDKit's FilterCatalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from molvae import chem, metrics, plots
+from molvae import molfeatures as mf
+from molvae.config import ConfigError, option
+from molvae.io import write_json, write_table
+from molvae.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+MOSES_PROPERTIES = {"logP": "logp", "SA": "sa", "QED": "qed", "weight": "mw"}
+
+
+@dataclass
+class ScoreConfig:
+    """Options of ``molvae score``."""
+
+    generated: str = option(help="generated molecules: CSV/TSV/Parquet/.smi (or moses:SPLIT)",
+                            positional=True)
+    reference: str = option(help="prepared folder (test.parquet, train.parquet), a molecule "
+                            "file, or 'moses' (MOSES test, test_scaffolds, train)")
+    out: Path = option(Path("score"), help="output folder")
+    smiles_col: str | None = option(None, help="SMILES column of the generated table "
+                                    "(auto-detected)")
+    train: str | None = option(None, help="training molecules for Novelty: a prepared folder, a "
+                               "file or 'moses' (default: the reference's train set, if any)")
+    scaffold_reference: str | None = option(None, help="scaffold test set for the /TestSF "
+                                            "metrics (default: MOSES test_scaffolds for 'moses')")
+    unique_at: list[int] = option([1000, 10000], help="k values of unique@k")
+    fcd: bool = option(True, help="compute FCD with fcd_torch's ChemNet (--no-fcd skips it)")
+    device: str = option("auto", help="torch device for FCD and similarities (auto: cuda if any)")
+    batch_size: int = option(512, help="ChemNet batch size for FCD")
+    kl_samples: int = option(10000, help="molecules per side in GuacaMol's KL score")
+    catalogs: list[str] = option(["PAINS", "BRENK"], help="RDKit FilterCatalogs reported as "
+                                 "filters/<name> (fraction passing)")
+    grid_size: int = option(24, help="molecules drawn in molecules.png")
+    table: str = option("csv", help="format of the per-molecule table: csv or parquet")
+    workers: int = option(0, help="worker processes (0 = all cores)")
+    chunk_size: int = option(1000, help="molecules per work unit")
+    seed: int = option(0, help="random seed (reference sample for KL, molecules drawn)")
+    cache: bool = option(True, help="reuse reference statistics cached on disk")
+    cache_dir: Path | None = option(None, help="where reference statistics are cached "
+                                    "(default: $MOLVAE_CACHE or ~/.cache/molvae, /score)")
+
+    def validate(self) -> None:
+        if self.table not in ("csv", "parquet"):
+            raise ConfigError(f"table must be 'csv' or 'parquet', got '{self.table}'")
+        if not self.unique_at or min(self.unique_at) < 1:
+            raise ConfigError(f"unique_at must be positive integers, got {self.unique_at}")
+        for key in ("kl_samples", "batch_size", "chunk_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.workers < 0 or self.grid_size < 0:
+            raise ConfigError("workers and grid_size may not be negative")
+        try:
+            metrics.pick_device(self.device)
+        except RuntimeError:
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got "
+                              f"'{self.device}'") from None
+        unknown = sorted(set(self.catalogs) - set(chem.filter_catalog_names()))
+        if unknown:
+            raise ConfigError(f"catalogs: unknown RDKit FilterCatalog {', '.join(unknown)} "
+                              f"(known: {', '.join(chem.filter_catalog_names())})")
+
+
+@dataclass
+class ScoreResult:
+    """The metrics (None = undefined, see ``notes``), counts and where the report went."""
+
+    out: Path
+    metrics: dict[str, float | None]
+    notes: dict[str, str]
+    counts: dict[str, Any]
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in self.metrics.items()
+                          if k in ("valid", "unique@1000", "unique@10000", "Novelty", "FCD/Test",
+                                   "SNN/Test", "IntDiv", "Filters"))
+        return (f"scored {self.counts['n_input']} molecules ({self.counts['n_valid']} valid, "
+                f"{self.counts['n_unique']} unique) in {self.seconds:.1f} s: {shown}\n"
+                f"report: {self.out / 'metrics.json'}")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+@dataclass
+class Molecules:
+    """A molecule list as read, and whether it is already RDKit canonical (prepared data)."""
+
+    smiles: list[Any]
+    canonical: bool
+    source: str
+
+
+def _read_molecules(spec: str, split: str, files_allowed: bool = True) -> Molecules | None:
+    """The ``split`` molecules of a reference ``spec``; None when the spec has no such split."""
+    from molvae.sources import read_moses, read_source
+
+    if spec == "moses":
+        return Molecules(read_moses(split)["smiles"].tolist(), False, f"moses:{split}")
+    path = Path(spec)
+    if not path.exists() and not spec.startswith("moses:"):
+        raise FileNotFoundError(f"reference not found: {spec} (a prepared folder, a molecule "
+                                "file or 'moses')")
+    if path.is_dir():
+        file = path / f"{split}.parquet"
+        if not file.is_file():
+            return None
+        return Molecules(pd.read_parquet(file, columns=["smiles"])["smiles"].tolist(), True,
+                         str(file))
+    if not files_allowed:
+        return None
+    return Molecules(read_source(spec)["smiles"].tolist(), False, spec)
+
+
+def _read_generated(config: ScoreConfig) -> list[Any]:
+    from molvae.sources import read_source
+
+    path = Path(config.generated)
+    if path.is_file() and path.stat().st_size == 0:
+        return []
+    return read_source(config.generated, config.smiles_col)["smiles"].tolist()
+
+
+def _cache_dir(config: ScoreConfig) -> Path | None:
+    if not config.cache:
+        return None
+    if config.cache_dir is not None:
+        return config.cache_dir
+    from molvae.sources import cache_dir
+
+    return cache_dir() / "score"
+
+
+def _references(config: ScoreConfig) -> tuple[dict[str, Molecules | None], Molecules | None]:
+    """The reference sets by MOSES suffix (Test, TestSF) and the training set (or None)."""
+    test = _read_molecules(config.reference, "test")
+    if test is None:
+        raise FileNotFoundError(f"reference folder {config.reference} has no test.parquet")
+    if config.scaffold_reference:
+        scaffolds = _read_molecules(config.scaffold_reference, "test_scaffolds")
+    else:
+        scaffolds = _read_molecules("moses", "test_scaffolds") \
+            if config.reference == "moses" else None
+    train = _read_molecules(config.train or config.reference, "train",
+                            files_allowed=config.train is not None)
+    return {"Test": test, "TestSF": scaffolds}, train
+
+
+def run_score(config: ScoreConfig, tracker: Tracker | None = None) -> ScoreResult:
+    """Score ``config.generated`` against ``config.reference``; write the report to
+    ``config.out`` and record it with ``tracker``."""
+    tracker = tracker or Tracker()
+    start = time.perf_counter()
+    raw = _read_generated(config)
+    refs, train = _references(config)
+    log.info("scoring %d molecules from %s against %s", len(raw), config.generated,
+             ", ".join(m.source for m in refs.values() if m is not None))
+    report = metrics.Report()
+    options = mf.FeatureOptions(_filter_smarts(report), tuple(config.catalogs))
+    run = {"workers": config.workers, "chunk_size": config.chunk_size}
+    parsed = mf.parse_set(raw, desc="parse generated", **run)
+    features = mf.describe_set(parsed, parsed.kl_sample(range(len(raw)), config.kl_samples),
+                               options, desc="describe generated", **run)
+    for i, smiles in enumerate(parsed.canonical):
+        if smiles in features.failures:
+            parsed.canonical[i], parsed.reasons[i] = None, features.failures[smiles]
+    cache = _cache_dir(config)
+    stats = {name: mf.reference_stats(m.smiles, cache, config.kl_samples, config.seed,
+                                      config.device, label=name, **run)
+             for name, m in refs.items() if m is not None}
+    train_set = mf.training_set(train.smiles, train.canonical, cache, **run) if train else None
+    per_molecule = _compute_metrics(report, config, parsed, features, stats, train_set,
+                                    refs, cache)
+    if train is None:
+        report.skip("Novelty", "no training set: give --train, or a prepared folder or 'moses' "
+                    "as --reference")
+    table = _molecule_table(raw, parsed, features, per_molecule)
+    counts = _counts(parsed, features, per_molecule)
+    result = ScoreResult(config.out, report.metrics, report.notes, counts,
+                         time.perf_counter() - start)
+    _write_outputs(config, result, table, stats, features, refs, train)
+    tracker.log_metrics({**report.metrics, **{k: v for k, v in counts.items()
+                                               if isinstance(v, int)}})
+    tracker.log_artifact(config.out, "score")
+    return result
+
+
+def _filter_smarts(report: metrics.Report) -> tuple[str, ...] | None:
+    try:
+        return mf.moses_filter_smarts()
+    except (OSError, KeyError, ValueError) as err:
+        report.notes["Filters"] = f"MOSES filter SMARTS unavailable (molsets wheel: {err})"
+        return None
+
+
+def _compute_metrics(report: metrics.Report, config: ScoreConfig, parsed: mf.ParsedSet,
+                     features: mf.SetFeatures, stats: dict[str, mf.ReferenceStats],
+                     train_set: set[str] | None, refs: dict[str, Molecules | None],
+                     cache: Path | None) -> dict[str, np.ndarray]:
+    """Fill ``report``; returns per-molecule columns aligned with ``features.smiles``."""
+    valid = [s for s in parsed.canonical if s is not None]
+    weights, fps = features.counts, features.fingerprints
+    report.add("valid", lambda: _ratio(len(valid), len(parsed.canonical), "no input molecules"))
+    for k in config.unique_at:
+        report.add(f"unique@{k}", lambda k=k: metrics.unique_at_k(valid, k))
+    _add_fcd(report, config, features, refs, cache)
+    per_molecule: dict[str, np.ndarray] = {}
+    fragments = metrics.weighted_counter(features.fragments, weights)
+    scaffolds = metrics.weighted_counter(features.scaffolds, weights)
+    for name, ref in stats.items():
+        found = report.add(f"SNN/{name}", lambda ref=ref: metrics.snn(
+            fps, weights, ref.fingerprints, config.device), pick=lambda r: r[0])
+        if found is not None:
+            per_molecule[f"nearest_{name.lower()}_similarity"] = found[1]
+        report.add(f"Frag/{name}", lambda ref=ref: metrics.cosine_similarity(ref.fragments,
+                                                                              fragments))
+        report.add(f"Scaf/{name}", lambda ref=ref: metrics.cosine_similarity(ref.scaffolds,
+                                                                              scaffolds))
+    diversity = report.add("IntDiv", lambda: metrics.internal_diversity(
+        fps, weights, (1, 2), config.device), pick=lambda d: d[1])
+    if diversity is None:
+        report.skip("IntDiv2", report.notes["IntDiv"])
+    else:
+        report.add("IntDiv2", lambda: diversity[2])
+    if features.passes_filters is None:
+        report.skip("Filters", report.notes.get("Filters", "MOSES filter SMARTS unavailable"))
+    else:
+        report.add("Filters", lambda: _weighted_share(features.passes_filters, weights))
+    test = stats["Test"]
+    for key, column in MOSES_PROPERTIES.items():
+        report.add(key, lambda c=column: metrics.property_distance(
+            features.properties[c].to_numpy(), weights, test.properties[c].to_numpy(),
+            test.counts))
+    if train_set is not None:
+        found = report.add("Novelty", lambda: metrics.novelty(features.smiles, train_set),
+                           pick=lambda r: r[0])
+        if found is not None:
+            per_molecule["novel"] = found[1]
+    report.add("unique", lambda: _ratio(len(features.smiles), len(valid), "no valid molecules"))
+    for name, passes in features.catalog_passes.items():
+        report.add(f"filters/{name.lower()}", lambda p=passes: _weighted_share(p, weights))
+    _add_kl(report, config, features, test)
+    return per_molecule
+
+
+def _ratio(part: int, whole: int, reason: str) -> float:
+    if whole == 0:
+        raise metrics.UndefinedMetric(reason)
+    return part / whole
+
+
+def _weighted_share(flags: np.ndarray, weights: np.ndarray) -> float:
+    if len(flags) == 0:
+        raise metrics.UndefinedMetric("no valid generated molecules")
+    return float(np.average(flags, weights=weights))
+
+
+def _add_fcd(report: metrics.Report, config: ScoreConfig, features: mf.SetFeatures,
+             refs: dict[str, Molecules | None], cache: Path | None) -> None:
+    """FCD against each reference. fcd_torch is a third-party model: if it fails for any
+    reason, FCD is skipped with the cause in the notes rather than failing the report."""
+    names = [name for name, molecules in refs.items() if molecules is not None]
+    if not config.fcd:
+        for name in names:
+            report.skip(f"FCD/{name}", "turned off (fcd: false / --no-fcd)")
+        return
+    try:
+        generated = _guarded_fcd(metrics.chemnet_statistics, features.smiles, features.counts,
+                                 config.device, config.batch_size)
+    except metrics.UndefinedMetric as why:
+        for name in names:
+            report.skip(f"FCD/{name}", str(why))
+        return
+    for name in names:
+        molecules = refs[name]
+        report.add(f"FCD/{name}", lambda m=molecules, n=name: metrics.frechet_distance(
+            _guarded_fcd(mf.reference_fcd, m.smiles, cache, config.device, config.batch_size,
+                         config.workers, config.chunk_size, n), generated))
+
+
+def _guarded_fcd(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    except metrics.UndefinedMetric:
+        raise
+    except Exception as err:  # noqa: BLE001 (any fcd_torch failure only skips FCD)
+        log.warning("FCD skipped: %r", err)
+        raise metrics.UndefinedMetric(f"fcd_torch failed: {err!r}") from None
+
+
+def _add_kl(report: metrics.Report, config: ScoreConfig, features: mf.SetFeatures,
+            test: mf.ReferenceStats) -> None:
+    fps = features.kl_fingerprints
+    similarity = metrics.nearest_similarity(fps, fps, config.device, exclude_self=True) \
+        if len(fps) >= 2 else np.zeros(len(fps))
+    try:
+        divergences, reasons = metrics.kl_divergences(
+            test.kl_descriptors, features.kl_descriptors, chem.GUACAMOL_DESCRIPTORS,
+            mf.N_CONTINUOUS_KL, test.kl_similarity, similarity)
+    except metrics.UndefinedMetric as why:
+        report.skip("KL_score", str(why))
+        return
+    report.add("KL_score", lambda: metrics.kl_score(divergences))
+    for name, value in divergences.items():
+        if value is None:
+            report.skip(f"KL_div/{name}", reasons[name])
+        else:
+            report.metrics[f"KL_div/{name}"] = value
+
+
+def _molecule_table(raw: list[Any], parsed: mf.ParsedSet, features: mf.SetFeatures,
+                    per_molecule: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per input row: as given, validity and reason, canonical form, descriptions."""
+    table = pd.DataFrame({
+        "row": np.arange(len(raw)),
+        "smiles": [r if isinstance(r, str) else None for r in raw],
+        "valid": [s is not None for s in parsed.canonical],
+        "reason": parsed.reasons,
+        "canonical_smiles": parsed.canonical,
+    })
+    table["duplicate"] = table["valid"] & table["canonical_smiles"].duplicated()
+    described = features.properties.copy()
+    described.insert(0, "canonical_smiles", features.smiles)
+    described["scaffold"] = features.scaffolds
+    for name, column in per_molecule.items():
+        described[name] = column
+    if features.passes_filters is not None:
+        described["passes_filters"] = features.passes_filters
+    for name, passes in features.catalog_passes.items():
+        described[f"passes_{name.lower()}"] = passes
+    return table.merge(described, on="canonical_smiles", how="left")
+
+
+def _counts(parsed: mf.ParsedSet, features: mf.SetFeatures,
+            per_molecule: dict[str, np.ndarray]) -> dict[str, Any]:
+    """What came in and where it went: every input row is valid or has a counted reason."""
+    reasons = Counter(r.split(":")[0] for r in parsed.reasons if r is not None)
+    n_valid = int(features.counts.sum())
+    counts: dict[str, Any] = {
+        "n_input": len(parsed.canonical), "n_valid": n_valid,
+        "n_invalid": sum(reasons.values()), "n_unique": len(features.smiles),
+        "n_duplicates": n_valid - len(features.smiles)}
+    if "novel" in per_molecule:
+        counts["n_novel"] = int(per_molecule["novel"].sum())
+    counts["invalid_reasons"] = dict(reasons.most_common())
+    return counts
+
+
+def _write_outputs(config: ScoreConfig, result: ScoreResult, table: pd.DataFrame,
+                   stats: dict[str, mf.ReferenceStats], features: mf.SetFeatures,
+                   refs: dict[str, Molecules | None], train: Molecules | None) -> None:
+    out, test = config.out, stats["Test"]
+    out.mkdir(parents=True, exist_ok=True)
+    write_table(table, out / f"molecules.{config.table}")
+    reference = test.properties.loc[np.repeat(test.properties.index, test.counts)]
+    plots.property_histograms(table.loc[table["valid"]], reference, chem.PROPERTY_NAMES,
+                              out / "properties.png", labels=("generated", "reference test"))
+    if features.smiles and config.grid_size:
+        rng = np.random.default_rng(config.seed)
+        picked = np.sort(rng.choice(len(features.smiles),
+                                    size=min(config.grid_size, len(features.smiles)),
+                                    replace=False))
+        props = features.properties.iloc[picked]
+        legends = [f"QED {q:.2f}  SA {s:.1f}" for q, s in zip(props["qed"], props["sa"])]
+        plots.molecule_grid([features.smiles[i] for i in picked], legends,
+                            out / "molecules.png")
+    else:
+        (out / "molecules.png").unlink(missing_ok=True)  # never leave an earlier run's grid
+    sources = {name: {"source": m.source, "n_molecules": len(m.smiles)}
+               for name, m in {**refs, "train": train}.items() if m is not None}
+    for name, reference in stats.items():
+        sources[name]["n_valid"] = reference.n_valid
+    write_json({"generated": config.generated, "metrics": result.metrics, "notes": result.notes,
+                "counts": result.counts, "references": sources,
+                "seconds": round(result.seconds, 2)}, out / "metrics.json")

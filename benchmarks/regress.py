@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--properties", nargs="+", default=["qed", "logp", "sa"])
     parser.add_argument("--regressors", nargs="+", default=list(latent.REGRESSORS))
     parser.add_argument("--max-train", type=int, default=None, help="training molecules used")
-    parser.add_argument("--gp-max-train", type=int, default=2000)
+    parser.add_argument("--gp-max-train", type=int, default=1000)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

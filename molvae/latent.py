@@ -166,7 +166,7 @@ class RegressorOptions:
     """Hyper-parameters of the scikit-learn regressors (tests shrink them)."""
 
     cv_folds: int = 5
-    gp_max_train: int = 2000
+    gp_max_train: int = 1000
     gp_kernel: str = "matern"
     hgb_max_iter: int = 300
     mlp_hidden: tuple[int, ...] = (256, 128)

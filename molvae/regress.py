@@ -50,7 +50,8 @@ class RegressConfig:
     cv_folds: int = option(5, help="folds of the cross-validation on train")
     max_train: int | None = option(50000, help="fit on a random subset of at most this many "
                                                "training molecules (null in YAML = all)")
-    gp_max_train: int = option(2000, help="training molecules for the Gaussian process")
+    gp_max_train: int = option(1000, help="training molecules for the Gaussian process "
+                                         "(exact GP fitting grows with the cube of this)")
     gp_kernel: str = option("matern", help="Gaussian process kernel: matern or rbf "
                                            "(times a constant, plus white noise)")
     hgb_max_iter: int = option(300, help="boosting rounds of the gradient-boosting regressor")

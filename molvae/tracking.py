@@ -137,6 +137,8 @@ def configure() -> str:
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri == DEFAULT_URI:  # absolute, so a changed working folder never reuses a cached store
+        uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     if mlflow.get_experiment_by_name(name) is None:

@@ -175,7 +175,6 @@ def test_kl_of_constant_values_is_undefined_with_a_reason() -> None:
         metrics.kl_score(divergences)
 
 
-@pytest.mark.slow
 def test_fcd_of_a_set_with_itself_is_zero_and_positive_against_others() -> None:
     weights = ones(len(DRUGS))
     drugs = metrics.chemnet_statistics(DRUGS, weights, "cpu")

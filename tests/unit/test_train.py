@@ -145,7 +145,6 @@ def test_property_head_learns_standardized_targets(prepared_dir: Path, tmp_path:
         train(prepared_dir, tmp_path / "n", property_head=["no_such_column"])
 
 
-@pytest.mark.slow
 def test_tiny_model_memorizes_64_molecules(memorize_dir: Path, tmp_path: Path) -> None:
     train(memorize_dir, tmp_path / "m", epochs=120, batch_size=32, hidden_dim=64,
           latent_dim=16, embed_dim=16, lr=0.03, lr_warmup_steps=0, weight_decay=0.0,
@@ -157,7 +156,6 @@ def test_tiny_model_memorizes_64_molecules(memorize_dir: Path, tmp_path: Path) -
     assert exact >= 0.95
 
 
-@pytest.mark.slow
 def test_two_process_ddp_training_step(prepared_dir: Path, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", "-m", "molvae.cli", "train", "--data", str(prepared_dir),

@@ -67,8 +67,12 @@ class TrainConfig:
                        "history.csv")
     preset: str = option("default", help="model size: tiny, small or default")
     embed_dim: int | None = option(None, help="token embedding size (overrides the preset)")
-    hidden_dim: int | None = option(None, help="GRU hidden size (overrides the preset)")
-    num_layers: int | None = option(None, help="GRU layers (overrides the preset)")
+    hidden_dim: int | None = option(None, help="decoder GRU size (overrides the preset)")
+    num_layers: int | None = option(None, help="decoder GRU layers (overrides the preset)")
+    encoder_hidden_dim: int | None = option(None, help="encoder GRU size per direction "
+                                            "(overrides the preset; default hidden_dim)")
+    encoder_layers: int | None = option(None, help="encoder GRU layers (overrides the preset; "
+                                        "default num_layers)")
     latent_dim: int | None = option(None, help="latent size (overrides the preset)")
     epochs: int = option(30, help="passes over the training set")
     batch_size: int = option(512, help="molecules per batch (per process under torchrun)")
@@ -225,6 +229,8 @@ def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
     model = build_model(data.vocab, config.preset, data.property_names,
                         embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
                         num_layers=config.num_layers, latent_dim=config.latent_dim,
+                        encoder_hidden_dim=config.encoder_hidden_dim,
+                        encoder_layers=config.encoder_layers,
                         word_dropout=config.word_dropout)
     model.property_mean.copy_(torch.from_numpy(data.property_mean))
     model.property_std.copy_(torch.from_numpy(data.property_std))

@@ -35,6 +35,21 @@ def prepared_dir(tmp_path_factory: pytest.TempPathFactory, molecules_csv: Path) 
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
+    """A tiny VAE trained for one epoch on the fixture molecules, for stages that need a model
+    but not a good one."""
+    from molvae.config import from_dict
+    from molvae.train import TrainConfig, train_model
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    train_model(from_dict(TrainConfig, {
+        "data": str(prepared_dir), "out": str(out), "preset": "tiny", "epochs": 1,
+        "batch_size": 32, "eval_samples": 8, "eval_molecules": 8, "log_model": False,
+        "device": "cpu"}))
+    return out
+
+
 @pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A private MLflow store in a temporary working folder; returns its tracking URI."""

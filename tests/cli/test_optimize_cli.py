@@ -9,20 +9,6 @@ import pandas as pd
 import pytest
 
 from molvae.cli import main
-from molvae.config import from_dict
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
-    """A tiny VAE after one epoch on the fixture molecules (the CLI is under test, not it)."""
-    from molvae.train import TrainConfig, train_model
-
-    out = tmp_path_factory.mktemp("model")
-    train_model(from_dict(TrainConfig, {
-        "data": str(prepared_dir), "out": str(out), "preset": "tiny", "epochs": 1,
-        "batch_size": 32, "eval_samples": 8, "eval_molecules": 8, "log_model": False,
-        "device": "cpu"}))
-    return out
 
 
 def test_optimize_writes_ranked_candidates_and_records_a_run(

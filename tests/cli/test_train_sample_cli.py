@@ -1,11 +1,8 @@
 """``molvae train`` then ``molvae sample`` from the command line, with their MLflow runs."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
-import pytest
-import torch
 
 from molvae import chem
 from molvae.cli import main
@@ -13,15 +10,6 @@ from molvae.model import load_model
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--batch-size", "16", "--eval-samples", "20",
         "--eval-molecules", "5", "--log-every", "2", "--device", "cpu", "-q"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models are slower with several threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:

@@ -1,6 +1,5 @@
 """The VAE module: shapes, encode/decode contract, seeded sampling, validity, save/load."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ from molvae.model import (
 )
 from molvae.tokens import Vocab, smiles_to_selfies
 from tests.conftest import ASPIRIN, INVALID, PARACETAMOL
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models are slower with several threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -101,19 +101,6 @@ def test_fill_failures_ranks_nan_last() -> None:
 
 # ---------------------------------------------------------------- the stage, tiny real model
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
-    """A tiny VAE trained briefly on the fixture molecules (quality is beside the point)."""
-    from molvae.train import TrainConfig, train_model
-
-    out = tmp_path_factory.mktemp("model")
-    train_model(from_dict(TrainConfig, {
-        "data": str(prepared_dir), "out": str(out), "preset": "tiny", "epochs": 1,
-        "batch_size": 32, "eval_samples": 8, "eval_molecules": 8, "log_model": False,
-        "device": "cpu"}))
-    return out
-
-
 def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):  # noqa: ANN201
     from molvae.optimize import OptimizeConfig, run_optimize
 

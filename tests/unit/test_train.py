@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +18,6 @@ from molvae.train import TrainConfig, TrainResult, kl_weight, lr_factor, train_m
 
 FAST = {"preset": "tiny", "epochs": 2, "batch_size": 8, "eval_samples": 5, "eval_molecules": 5,
         "log_model": False, "device": "cpu", "lr_warmup_steps": 2, "kl_warmup_steps": 5}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models are slower with several threads on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo test test-all lint clean
+.PHONY: install demo design test test-all lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## the whole pipeline on the embedded data, tiny model (CPU, minutes)
+demo: install  ## the whole pipeline on the embedded data, small model (2 CPU cores: ~8 min)
 	$(VENV)/bin/molvae run pipelines/demo.yaml
+
+design: demo  ## after the demo: multi-objective design (QED x SA x MW) by Bayesian optimization
+	$(VENV)/bin/molvae run pipelines/design.yaml
 
 test: install  ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -45,6 +45,7 @@ from molvae.optimizers import (
     run_search,
 )
 from molvae.oracle import TOP_K, Filters, Oracle
+from molvae.plots import molecule_grid
 from molvae.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -298,11 +299,7 @@ def _plot_trace(trace: pd.DataFrame, title: str, path: Path) -> None:
 
 
 def _draw_grid(table: pd.DataFrame, size: int, path: Path) -> None:
-    """A grid of the best solutions, when the plotting helper of ``molvae.plots`` exists."""
-    try:
-        from molvae.plots import molecule_grid
-    except ImportError:
-        return
+    """The best ``size`` solutions drawn by RDKit, each with its score."""
     top = table[table["solution"]].head(size)
     if len(top):
         molecule_grid(top["smiles"].tolist(), [f"{s:.3f}" for s in top["score"]], path)

@@ -15,6 +15,8 @@ from molvae.model import (
     choose_device,
     kl_per_dimension,
     load_model,
+    model_from_state,
+    model_state,
     pad_batch,
     reconstruction_loss,
     save_model,
@@ -45,6 +47,21 @@ def test_presets_cover_tiny_to_moses_sized(vocab: Vocab) -> None:
     assert build_model(vocab, "tiny", latent_dim=5).latent_dim == 5
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         build_model(vocab, "huge")
+
+
+def test_encoder_is_sized_apart_from_the_decoder(vocab: Vocab, tmp_path: Path) -> None:
+    model = build_model(vocab, "tiny", encoder_hidden_dim=4, encoder_layers=2)
+    assert (model.encoder.hidden_size, model.encoder.num_layers) == (4, 2)
+    assert (model.decoder.hidden_size, model.decoder.num_layers) == (16, 1)
+    tokens, lengths = batch_of(vocab, [ASPIRIN, "CCO"])
+    assert model(tokens, lengths).mu.shape == (2, 8)
+    default = build_model(vocab, "default")
+    assert default.encoder.hidden_size < default.decoder.hidden_size
+    # models saved before the encoder had its own sizes rebuild with the decoder's
+    state = model_state(tiny(vocab))
+    for key in ("encoder_hidden_dim", "encoder_layers"):
+        del state["config"][key]
+    assert model_from_state(state).encoder.hidden_size == 16
 
 
 def test_forward_shapes_with_and_without_property_head(vocab: Vocab) -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.io import write_table
-from molvae.model import load_model
+from molvae.model import PRIORS, load_model
 from molvae.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class SampleConfig:
     n: int = option(1000, help="number of molecules to generate", aliases=("-n",))
     out: Path = option(Path("samples.csv"), help="output CSV (columns smiles, valid)")
     temperature: float = option(1.0, help="softmax temperature (< 1: safer, > 1: more diverse)")
+    prior: str = option("fitted", help="where z comes from: fitted (a Gaussian fitted to the "
+                        "latents of held-out molecules) or standard (N(0, I))")
     seed: int | None = option(0, help="random seed (empty: not reproducible)")
     batch_size: int = option(1024, help="molecules decoded at once")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -43,6 +45,8 @@ class SampleConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
 
 
 @dataclass
@@ -70,7 +74,7 @@ def run_sample(config: SampleConfig, tracker: Tracker) -> SampleResult:
         seed = None if config.seed is None else config.seed + index
         smiles.extend(model.sample(min(config.batch_size, config.n - start),
                                    temperature=config.temperature, seed=seed,
-                                   batch_size=config.batch_size))
+                                   batch_size=config.batch_size, prior=config.prior))
     valid = [chem.to_mol(s) is not None for s in smiles]
     table = pd.DataFrame({"smiles": smiles, "valid": valid})
     write_table(table, config.out)

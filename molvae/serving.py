@@ -5,7 +5,7 @@ Input is a DataFrame with either
 - a column ``n_samples``: the total number of prior samples wanted → a ``smiles`` column, or
 - a column ``smiles``: molecules to encode → columns ``z_0 .. z_{d-1}`` (the posterior mean;
   NaN for a SMILES that cannot be encoded).
-Optional ``params``: ``temperature`` and ``seed`` for sampling.
+Optional ``params``: ``temperature``, ``seed`` and ``prior`` (fitted or standard) for sampling.
 
 This is the one module besides ``tracking.py`` that imports MLflow: a pyfunc model must be
 a subclass of ``mlflow.pyfunc.PythonModel``. It is imported only when a model is logged or
@@ -45,7 +45,8 @@ class SelfiesVAEPyfunc(mlflow.pyfunc.PythonModel):
             n = int(model_input["n_samples"].sum())
             seed = params.get("seed")
             smiles = self.model.sample(n, temperature=float(params.get("temperature", 1.0)),
-                                       seed=None if seed is None else int(seed))
+                                       seed=None if seed is None else int(seed),
+                                       prior=str(params.get("prior", "fitted")))
             return pd.DataFrame({"smiles": smiles})
         raise ValueError("input needs a 'smiles' column (encode) or an 'n_samples' column "
                          f"(sample); got columns {list(model_input.columns)}")

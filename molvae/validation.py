@@ -50,7 +50,8 @@ def evaluate(model: SelfiesVAE, data: PreparedData, config: TrainConfig,
 
     Returns val_loss (recon + beta_max * KL, the target objective), val_recon, val_kl,
     token_accuracy (teacher forcing from mu), molecule_accuracy (greedy decoding of mu equals
-    the canonical SMILES), prior_validity / prior_uniqueness of ``eval_samples`` prior samples,
+    the canonical SMILES), prior_validity / prior_uniqueness of ``eval_samples`` samples from
+    the fitted prior (refitted here to the validation latents, which the model keeps),
     active_units, and kl_per_dimension (a list).
     """
     model.eval()
@@ -80,6 +81,7 @@ def evaluate(model: SelfiesVAE, data: PreparedData, config: TrainConfig,
             mu[start:start + len(rows)] = out.mu.float().cpu().numpy()
     count = min(config.eval_molecules, n)
     rebuilt = model.decode(mu[:count])
+    model.fit_prior(mu)
     samples = model.sample(config.eval_samples, seed=config.seed)
     valid = [s for s in samples if chem.to_mol(s) is not None]
     model.train()

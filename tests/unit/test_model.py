@@ -57,11 +57,35 @@ def test_encoder_is_sized_apart_from_the_decoder(vocab: Vocab, tmp_path: Path) -
     assert model(tokens, lengths).mu.shape == (2, 8)
     default = build_model(vocab, "default")
     assert default.encoder.hidden_size < default.decoder.hidden_size
-    # models saved before the encoder had its own sizes rebuild with the decoder's
+    # models saved before the encoder had its own sizes (or a fitted prior) still load
     state = model_state(tiny(vocab))
     for key in ("encoder_hidden_dim", "encoder_layers"):
         del state["config"][key]
-    assert model_from_state(state).encoder.hidden_size == 16
+    for key in ("latent_mean", "latent_scale"):
+        del state["state_dict"][key]
+    old = model_from_state(state)
+    assert old.encoder.hidden_size == 16
+    assert torch.equal(old.latent_scale, torch.eye(8))
+    del state["state_dict"]["to_mu.bias"]
+    with pytest.raises(ValueError, match="to_mu.bias"):
+        model_from_state(state)
+
+
+def test_fitted_prior_samples_where_the_latents_lie(vocab: Vocab, tmp_path: Path) -> None:
+    model = tiny(vocab)
+    rng = np.random.default_rng(0)
+    latents = 3.0 + 0.1 * rng.standard_normal((500, model.latent_dim))
+    model.fit_prior(latents)
+    fitted = model.prior_samples(2000, "fitted", torch.Generator().manual_seed(0)).numpy()
+    standard = model.prior_samples(2000, "standard", torch.Generator().manual_seed(0)).numpy()
+    assert np.allclose(fitted.mean(axis=0), 3.0, atol=0.02)
+    assert np.allclose(fitted.std(axis=0), 0.1, atol=0.02)
+    assert np.allclose(standard.mean(axis=0), 0.0, atol=0.1)
+    save_model(model, tmp_path)
+    assert torch.equal(load_model(tmp_path, "cpu").latent_mean, model.latent_mean)
+    assert len(model.sample(5, seed=0, prior="standard")) == 5
+    with pytest.raises(ValueError, match="prior must be one of"):
+        model.sample(5, prior="uniform")
 
 
 def test_forward_shapes_with_and_without_property_head(vocab: Vocab) -> None:

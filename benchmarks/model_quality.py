@@ -20,7 +20,7 @@ import pandas as pd
 
 from molvae import chem
 from molvae.metrics import novelty
-from molvae.model import load_model
+from molvae.model import PRIORS, load_model
 from molvae.sources import read_moses
 
 
@@ -44,6 +44,7 @@ def main() -> None:
                         help="test molecules for reconstruction")
     parser.add_argument("--reconstruct", type=int, default=10000, help="test molecules used")
     parser.add_argument("-n", type=int, default=30000, help="prior samples")
+    parser.add_argument("--prior", default="fitted", choices=PRIORS, help="where z is drawn")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -54,7 +55,7 @@ def main() -> None:
     rebuilt = model.reconstruct(molecules)
     rebuild_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    samples = model.sample(args.n, seed=args.seed)
+    samples = model.sample(args.n, seed=args.seed, prior=args.prior)
     sample_seconds = time.perf_counter() - started
     canonical = [c for c in map(chem.canonical_smiles, samples) if c]
     k = min(10000, len(canonical))
@@ -67,6 +68,9 @@ def main() -> None:
         f"unique@{k}": len(set(canonical[:k])) / max(k, 1),
         "novelty": novelty(unique, train)[0] if unique else None,
         "n_samples": len(samples),
+        "prior": args.prior,
+        "mean_heavy_atoms": float(np.mean([chem.to_mol(s).GetNumHeavyAtoms() for s in canonical]))
+        if canonical else None,
         "reconstruct_molecules_per_s": len(molecules) / rebuild_seconds,
         "sample_molecules_per_s": len(samples) / sample_seconds,
         "device": str(model.device),

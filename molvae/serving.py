@@ -5,11 +5,14 @@ Input is a DataFrame with either
 - a column ``n_samples``: the total number of prior samples wanted → a ``smiles`` column, or
 - a column ``smiles``: molecules to encode → columns ``z_0 .. z_{d-1}`` (the posterior mean;
   NaN for a SMILES that cannot be encoded).
-Optional ``params``: ``temperature``, ``seed`` and ``prior`` (fitted or standard) for sampling.
+Optional ``params``: ``temperature``, ``seed`` (-1: unseeded) and ``prior`` (fitted or
+standard) for sampling.
 
 This is the one module besides ``tracking.py`` that imports MLflow: a pyfunc model must be
 a subclass of ``mlflow.pyfunc.PythonModel``. It is imported only when a model is logged or
-served.
+served. The model is logged from code (``pyfunc_entry.py``), not pickled, and with a
+signature whose parameter schema lets HTTP callers pass ``temperature``, ``seed`` and
+``prior``.
 """
 
 from __future__ import annotations
@@ -43,13 +46,26 @@ class SelfiesVAEPyfunc(mlflow.pyfunc.PythonModel):
             return pd.DataFrame(mu, columns=[f"z_{i}" for i in range(mu.shape[1])])
         if "n_samples" in model_input.columns:
             n = int(model_input["n_samples"].sum())
-            seed = params.get("seed")
+            seed = int(params.get("seed", -1))
             smiles = self.model.sample(n, temperature=float(params.get("temperature", 1.0)),
-                                       seed=None if seed is None else int(seed),
+                                       seed=None if seed < 0 else seed,
                                        prior=str(params.get("prior", "fitted")))
             return pd.DataFrame({"smiles": smiles})
         raise ValueError("input needs a 'smiles' column (encode) or an 'n_samples' column "
                          f"(sample); got columns {list(model_input.columns)}")
+
+
+def signature() -> Any:
+    """Either input column (both optional), and the sampling parameters with their defaults."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    inputs = Schema([ColSpec("long", "n_samples", required=False),
+                     ColSpec("string", "smiles", required=False)])
+    params = ParamSchema([ParamSpec("temperature", "double", 1.0),
+                          ParamSpec("seed", "long", -1),
+                          ParamSpec("prior", "string", "fitted")])
+    return ModelSignature(inputs=inputs, params=params)
 
 
 def log_model(tracker: Tracker, model_dir: str | Path,
@@ -60,9 +76,11 @@ def log_model(tracker: Tracker, model_dir: str | Path,
     works in any environment with the listed requirements; ``registered_name`` also adds it
     to the model registry as a new version (``models:/NAME/VERSION``).
     """
+    package = Path(molvae.__file__).parent
     return tracker.log_pyfunc_model(
-        name="model", python_model=SelfiesVAEPyfunc(),
+        name="model", python_model=str(package / "pyfunc_entry.py"),
         artifacts={ARTIFACT: str(Path(model_dir) / MODEL_FILE)},
         pip_requirements=REQUIREMENTS, registered_model_name=registered_name,
-        code_paths=[str(Path(molvae.__file__).parent)],
+        code_paths=[str(package)], signature=signature(),
+        input_example=pd.DataFrame({"n_samples": [2]}),
     )

@@ -66,9 +66,10 @@ class Tracker:
         """Label the run (e.g. the stage name, the output folder)."""
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
-                         input_example: Any = None, registered_model_name: str | None = None,
+                         registered_model_name: str | None = None,
                          pip_requirements: list[str] | None = None,
-                         code_paths: list[str] | None = None) -> str | None:
+                         code_paths: list[str] | None = None, signature: Any = None,
+                         input_example: Any = None) -> str | None:
         """Store (and optionally register) an MLflow pyfunc model; returns its URI."""
         return None
 
@@ -118,15 +119,16 @@ class MlflowTracker(Tracker):
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
-                         input_example: Any = None, registered_model_name: str | None = None,
+                         registered_model_name: str | None = None,
                          pip_requirements: list[str] | None = None,
-                         code_paths: list[str] | None = None) -> str | None:
+                         code_paths: list[str] | None = None, signature: Any = None,
+                         input_example: Any = None) -> str | None:
         import mlflow
 
         info = mlflow.pyfunc.log_model(
             name=name, python_model=python_model, artifacts=artifacts,
-            input_example=input_example, registered_model_name=registered_model_name,
-            pip_requirements=pip_requirements, code_paths=code_paths,
+            registered_model_name=registered_model_name, signature=signature,
+            input_example=input_example, pip_requirements=pip_requirements, code_paths=code_paths,
         )
         return info.model_uri
 

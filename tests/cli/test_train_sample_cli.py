@@ -36,6 +36,12 @@ def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:
     served = mlflow.pyfunc.load_model(f"runs:/{train_run['run_id']}/model")
     drawn = served.predict(pd.DataFrame({"n_samples": [4]}), params={"seed": 1})
     assert len(drawn) == 4 and all(chem.to_mol(s) is not None for s in drawn["smiles"])
+    again = served.predict(pd.DataFrame({"n_samples": [4]}), params={"seed": 1})
+    assert again["smiles"].tolist() == drawn["smiles"].tolist()
+    standard = served.predict(pd.DataFrame({"n_samples": [4]}),
+                              params={"seed": 1, "prior": "standard"})
+    assert standard["smiles"].tolist() == load_model("model", device="cpu").sample(
+        4, seed=1, prior="standard")
     latent = served.predict(pd.DataFrame({"smiles": ["CCO", "not a molecule"]}))
     assert latent.shape == (2, 8) and latent.iloc[1].isna().all()
     logged = load_model(f"runs:/{train_run['run_id']}/model", device="cpu")

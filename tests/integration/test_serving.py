@@ -54,10 +54,13 @@ def test_registered_model_serves_samples_and_latents(prepared_dir: Path, mlflow_
                 if server.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"server did not start: {server.stderr.read().decode()[-6000:]}")
                 time.sleep(0.5)
-        drawn = post(f"{base}/invocations",
-                     {"dataframe_split": {"columns": ["n_samples"], "data": [[3]]}})
+        request = {"dataframe_split": {"columns": ["n_samples"], "data": [[3]]},
+                   "params": {"seed": 7, "temperature": 0.8}}
+        drawn = post(f"{base}/invocations", request)
         smiles = [row["smiles"] for row in drawn["predictions"]]
         assert len(smiles) == 3 and all(chem.to_mol(s) is not None for s in smiles)
+        again = post(f"{base}/invocations", request)
+        assert [row["smiles"] for row in again["predictions"]] == smiles  # params reach it
         latent = post(f"{base}/invocations",
                       {"dataframe_split": {"columns": ["smiles"], "data": [["CCO"]]}})
         assert len(latent["predictions"][0]) == 8

@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## the whole pipeline on the embedded data, small model (2 CPU cores: ~8 min)
+demo: install  ## the whole pipeline on the embedded data, small model (2 CPU cores: ~7 min)
 	$(VENV)/bin/molvae run pipelines/demo.yaml
 
 design: demo  ## after the demo: multi-objective design (QED x SA x MW) by Bayesian optimization

@@ -79,6 +79,8 @@ class OptimizeConfig:
     max_tokens: int | None = option(None, help="guard: most SELFIES tokens (default: the "
                                     "training set's longest)")
     pains: bool = option(True, help="guard: reject PAINS alerts")
+    novel_only: bool = option(False, help="guard: molecules of the training set (--data) are "
+                              "not solutions")
     acquisition: str = option("ei", help=f"bo: acquisition, {' or '.join(ACQUISITIONS)}")
     trust_length: float = option(0.8, help="bo: initial trust-region side length")
     sigma: float = option(0.5, help="cmaes: initial step size")
@@ -109,6 +111,9 @@ class OptimizeConfig:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.min_similarity <= 1:
             raise ConfigError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
+        if self.novel_only and self.data is None:
+            raise ConfigError("novel_only needs data (the prepared folder holding the training "
+                              "set)")
         if self.start is not None and chem.canonical_smiles(self.start) is None:
             raise ConfigError(f"start '{self.start}' is not a valid SMILES")
         self.parsed_objective()
@@ -174,7 +179,8 @@ def make_filters(config: OptimizeConfig, context: Context) -> Filters:
         heavy = heavy if heavy is not None else int(context.train["heavy_atoms"].max())
         tokens = tokens if tokens is not None else int(context.train["n_tokens"].max())
     tokens = tokens if tokens is not None else int(context.model.vocab.max_length)
-    return Filters(config.max_sa, config.max_ring_size, heavy, tokens, config.pains)
+    known = frozenset(context.train["smiles"]) if config.novel_only else frozenset()
+    return Filters(config.max_sa, config.max_ring_size, heavy, tokens, config.pains, known)
 
 
 def warm_start(config: OptimizeConfig, context: Context, objective: Objective, oracle: Oracle,

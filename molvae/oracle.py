@@ -36,6 +36,8 @@ class Filters:
         max_heavy_atoms: largest molecule in heavy atoms.
         max_tokens: largest molecule in SELFIES tokens.
         pains: reject molecules matching a PAINS alert.
+        known: canonical SMILES that are not solutions, e.g. the training set when only new
+            molecules are wanted.
     """
 
     max_sa: float | None = None
@@ -43,6 +45,7 @@ class Filters:
     max_heavy_atoms: int | None = None
     max_tokens: int | None = None
     pains: bool = False
+    known: frozenset[str] = frozenset()
 
     def failures(self, record: dict[str, Any]) -> list[str]:
         """Why a scored molecule fails the guards (empty when it passes)."""
@@ -52,6 +55,8 @@ class Filters:
                   if limit is not None and not record[key] <= limit]
         if self.pains and not record["pains"] == 0:
             failed.append(f"pains alerts {record['pains']:g}")
+        if record["smiles"] in self.known:
+            failed.append("in the training set")
         return failed
 
 

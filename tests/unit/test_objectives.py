@@ -165,13 +165,15 @@ def test_filters_catch_macrocycles_pains_and_size() -> None:
     macrocycle = "C1CCCCCCCCCCC1"
     azo = "CN(C)c1ccc(N=Nc2ccccc2)cc1"
     oracle = Oracle(parse_objective("qed"), budget=10,
-                    filters=Filters(max_ring_size=8, pains=True, max_tokens=20, max_sa=6))
-    oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL])
+                    filters=Filters(max_ring_size=8, pains=True, max_tokens=20, max_sa=6,
+                                    known=frozenset({ASPIRIN})))
+    oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN])
     failures = dict(zip(oracle.table()["smiles"], oracle.table()["filter_failures"],
                         strict=True))
     assert "largest_ring 12 > 8" in failures[macrocycle]
     assert "pains" in failures[azo]
     assert "n_tokens 30 > 20" in failures[LONG_CHAIN]
+    assert failures[ASPIRIN] == "in the training set"
     assert failures[PARACETAMOL] == ""
 
 

@@ -112,6 +112,24 @@ def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object)
     return run_optimize(config)
 
 
+def test_novel_only_keeps_training_molecules_out_of_the_solutions(
+        tiny_model: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    from molvae.model import load_model
+    from molvae.optimize import Context, OptimizeConfig, make_filters
+
+    train = pd.read_parquet(prepared_dir / "train.parquet")
+    context = Context(load_model(tiny_model, "cpu"), train=train)
+    options = {"model": str(tiny_model), "data": str(prepared_dir)}
+    assert make_filters(from_dict(OptimizeConfig, options), context).known == frozenset()
+    guarded = make_filters(from_dict(OptimizeConfig, {**options, "novel_only": True}), context)
+    assert guarded.known == frozenset(train["smiles"])
+    result = run(tiny_model, prepared_dir, tmp_path, method="random", novel_only=True)
+    table = pd.read_csv(result.out / "candidates.csv")
+    assert table.loc[table["solution"], "novel"].all()
+    with pytest.raises(ConfigError, match="novel_only needs data"):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "novel_only": True})
+
+
 @pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient"])
 def test_stage_stays_within_budget_and_writes_outputs(method: str, tiny_model: Path,
                                                       prepared_dir: Path,

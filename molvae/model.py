@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -369,31 +368,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int
     for row, seq in enumerate(sequences):
         tokens[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
     return tokens, lengths
-
-
-def reconstruction_loss(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int) -> torch.Tensor:
-    """Token cross-entropy summed over each molecule's non-pad targets, averaged over molecules.
-
-    Summing per molecule (rather than averaging per token) keeps the reconstruction term on
-    the same scale as the KL term of the ELBO, so ``beta = 1`` means the true ELBO.
-    """
-    targets = tokens[:, 1:]
-    per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=pad_id,
-                                reduction="none")
-    return per_token.sum() / len(tokens)
-
-
-def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) per latent dimension [latent_dim], averaged over the batch."""
-    mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=0)
-
-
-def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
-    """Latent dimensions whose posterior mean varies across molecules (Burda et al. 2016)."""
-    if len(mu) < 2:
-        return 0
-    return int((np.var(mu, axis=0) > threshold).sum())
 
 
 def build_model(vocab: Vocab, preset: str = "default", property_names: Sequence[str] = (),

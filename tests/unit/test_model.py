@@ -10,18 +10,16 @@ from molvae import chem
 from molvae.model import (
     PRESETS,
     SelfiesVAE,
-    active_units,
     build_model,
     choose_device,
-    kl_per_dimension,
     load_model,
     model_from_state,
     model_state,
     pad_batch,
-    reconstruction_loss,
     save_model,
 )
 from molvae.tokens import Vocab, smiles_to_selfies
+from molvae.validation import active_units, kl_per_dimension, reconstruction_loss
 from tests.conftest import ASPIRIN, INVALID, PARACETAMOL
 
 

@@ -234,13 +234,34 @@ def _chemnet(device: str, batch_size: int, workers: int):  # noqa: ANN202 (fcd_t
     return FCD(device=device, n_jobs=workers, batch_size=batch_size)
 
 
+def chemnet_activations(smiles: Sequence[str], device: str = "auto", batch_size: int = 512,
+                        workers: int = 1) -> np.ndarray:
+    """ChemNet's penultimate activations [N, 512], as fcd_torch's ``get_predictions``.
+
+    fcd_torch's own loop keeps each batch's output, which on the CPU is a view of the whole
+    last LSTM sequence: about 185 KB per molecule, so the MOSES test set (176k) needs over
+    30 GB. Copying each batch's rows keeps only the 2 KB per molecule the statistics need.
+    """
+    from fcd_torch.utils import SmilesDataset, todevice
+    from torch.utils.data import DataLoader
+
+    fcd = _chemnet(str(pick_device(device)), batch_size, workers)
+    loader = DataLoader(SmilesDataset(list(smiles), canonize=fcd.canonize),
+                        batch_size=fcd.batch_size, num_workers=fcd.n_jobs)
+    batches = []
+    with todevice(fcd.model, fcd.device), torch.no_grad():
+        for batch in tqdm(loader, desc="ChemNet", unit="batch", leave=False):
+            output = fcd.model(batch.transpose(1, 2).float().to(fcd.device))
+            batches.append(output.cpu().numpy().copy())
+    return np.concatenate(batches) if batches else np.zeros((0, 512), dtype=np.float32)
+
+
 def chemnet_statistics(smiles: Sequence[str], weights: np.ndarray, device: str = "auto",
                        batch_size: int = 512, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """ChemNet activation mean and covariance of a set (fcd_torch's ``precalc``)."""
     if np.sum(weights) < 2:
         raise UndefinedMetric("FCD needs at least 2 valid molecules")
-    model = _chemnet(str(pick_device(device)), batch_size, workers)
-    return weighted_mean_cov(model.get_predictions(list(smiles)), weights)
+    return weighted_mean_cov(chemnet_activations(smiles, device, batch_size, workers), weights)
 
 
 def frechet_distance(reference: tuple[np.ndarray, np.ndarray],

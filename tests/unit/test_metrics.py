@@ -181,3 +181,8 @@ def test_fcd_of_a_set_with_itself_is_zero_and_positive_against_others() -> None:
     others = metrics.chemnet_statistics(OTHERS, ones(len(OTHERS)), "cpu")
     assert metrics.frechet_distance(drugs, drugs) == pytest.approx(0.0, abs=1e-3)
     assert metrics.frechet_distance(drugs, others) > 1.0
+
+
+def test_chemnet_activations_match_fcd_torch() -> None:
+    ours = metrics.chemnet_activations(DRUGS, "cpu")
+    assert np.array_equal(ours, metrics._chemnet("cpu", 512, 1).get_predictions(DRUGS))

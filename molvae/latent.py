@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import warnings
@@ -200,9 +201,11 @@ def make_regressor(name: str, options: RegressorOptions) -> RegressorMixin:
 
 
 def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """R², MAE, RMSE and Spearman rank correlation of predictions (NaN rank r for constants)."""
-    rho = spearmanr(y_true, y_pred).statistic if np.ptp(y_pred) > 0 else np.nan
-    return {"r2": float(r2_score(y_true, y_pred)),
+    """R², MAE, RMSE and Spearman rank correlation of predictions (NaN where undefined: R²
+    of fewer than two molecules, rank correlation where either side is constant)."""
+    rho = spearmanr(y_true, y_pred).statistic if min(np.ptp(y_true), np.ptp(y_pred)) > 0 \
+        else np.nan
+    return {"r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else math.nan,
             "mae": float(mean_absolute_error(y_true, y_pred)),
             "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
             "spearman": float(rho)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,3 +249,12 @@ def test_stage_with_a_user_column_and_the_joint_head(head_model_dir: Path, head_
         config.properties = [bad]
         with pytest.raises(ConfigError, match=message):
             run_regress(config)
+
+
+def test_regression_scores_are_nan_where_undefined() -> None:
+    one = latent.regression_scores(np.array([1.0]), np.array([2.0]))
+    assert math.isnan(one["r2"]) and one["mae"] == 1.0
+    flat = latent.regression_scores(np.array([1.0, 1.0, 1.0]), np.array([0.5, 1.0, 1.5]))
+    assert math.isnan(flat["spearman"])
+    good = latent.regression_scores(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]))
+    assert good["r2"] == 1.0 and good["spearman"] == pytest.approx(1.0)

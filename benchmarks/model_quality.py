@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem
-from molvae.metrics import novelty
+from molvae.metrics import novelty, unique_at_k
 from molvae.model import PRIORS, load_model
 from molvae.sources import read_moses
 
@@ -65,7 +65,7 @@ def main() -> None:
         "reconstruction": float(np.mean([a == b for a, b in zip(rebuilt, molecules)])),
         "n_reconstructed": len(molecules),
         "validity": len(canonical) / max(len(samples), 1),
-        f"unique@{k}": len(set(canonical[:k])) / max(k, 1),
+        f"unique@{k}": unique_at_k(canonical, k) if k else None,
         "novelty": novelty(unique, train)[0] if unique else None,
         "n_samples": len(samples),
         "prior": args.prior,

@@ -15,10 +15,11 @@ default) is a Gaussian fitted to the posterior means of held-out molecules after
 (Ledoit-Wolf covariance): with the low KL weights that keep a latent space informative, the
 molecules' codes fill only part of N(0, I), and decoding from the rest gives small, odd
 molecules; sampling where the data actually lies does not (ex-post density estimation, Ghosh
-et al. 2020). A model that was never fitted samples from N(0, I) either way. Everything that takes
-molecules (``encode``, ``decode``, ``sample``...) is batched, runs under ``torch.no_grad()``
-on the model's device, and speaks canonical SMILES. A saved model (``model.pt``) holds only
-tensors and plain data: the weights, the config and the vocabulary.
+et al. 2020). A model that was never fitted samples from N(0, I) either way.
+
+Everything that takes molecules (``encode``, ``decode``, ``sample``...) is batched, runs
+under ``torch.no_grad()`` on the model's device, and speaks canonical SMILES. A saved model
+(``model.pt``) holds only tensors and plain data: the weights, the config and the vocabulary.
 """
 
 from __future__ import annotations

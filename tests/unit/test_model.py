@@ -47,7 +47,7 @@ def test_presets_cover_tiny_to_moses_sized(vocab: Vocab) -> None:
         build_model(vocab, "huge")
 
 
-def test_encoder_is_sized_apart_from_the_decoder(vocab: Vocab, tmp_path: Path) -> None:
+def test_encoder_is_sized_apart_from_the_decoder(vocab: Vocab) -> None:
     model = build_model(vocab, "tiny", encoder_hidden_dim=4, encoder_layers=2)
     assert (model.encoder.hidden_size, model.encoder.num_layers) == (4, 2)
     assert (model.decoder.hidden_size, model.decoder.num_layers) == (16, 1)

@@ -18,7 +18,7 @@ COPY data ./data
 # torch is already in the base image (CUDA build); pip keeps it because it satisfies torch>=2.3.
 RUN pip install --no-cache-dir . "mlflow==3.17.2"
 # Bake the MOSES data wheel into the image so `prep moses` works on hosts without internet.
-RUN python -c "import molvae.sources as s; print(s.moses_wheel())"
+RUN python -c "import molvae.data.sources as s; print(s.moses_wheel())"
 
 VOLUME ["/work", "/cache"]
 WORKDIR /work

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem
-from molvae.metrics import novelty, unique_at_k
-from molvae.model import PRIORS, load_model
-from molvae.sources import read_moses
+from molvae.data.sources import read_moses
+from molvae.model.store import load_model
+from molvae.model.vae import PRIORS
+from molvae.scoring.metrics import novelty, unique_at_k
 
 
 def test_smiles(data: str, test: str, limit: int, seed: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Benchmark the latent optimizers at a fixed oracle budget (PMO-style), and constrained plogP.
 
-For every objective × method × budget × seed, ``molvae.optimize.run_optimize`` runs without
+For every objective × method × budget × seed, ``molvae.stages.optimize.run`` runs without
 tracking; the table reports top-1, top-3 mean, the AUC of the top-10 curve (normalized to the
 budget, as in PMO), how many solutions passed the guards, and wall time. Prior sampling
 (``random``) is the baseline every method should beat at equal budget.
@@ -26,8 +26,9 @@ import pandas as pd
 
 from molvae.config import from_dict
 from molvae.io import write_table
-from molvae.optimize import OptimizeConfig, run_optimize
-from molvae.optimizers import METHODS
+from molvae.optim.search import METHODS
+from molvae.stages.optimize import OptimizeConfig
+from molvae.stages.optimize import run as run_optimize
 
 CELECOXIB = "Cc1ccc(-c2cc(C(F)(F)F)nn2-c2ccc(S(N)(=O)=O)cc2)cc1"
 OBJECTIVES = {"qed": "qed", "plogp": "plogp", "celecoxib": f"similarity:{CELECOXIB}"}

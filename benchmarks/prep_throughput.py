@@ -14,9 +14,10 @@ import tempfile
 import time
 
 from molvae.config import from_dict
-from molvae.data import PrepConfig, prep
+from molvae.data.sources import read_moses
 from molvae.io import write_table
-from molvae.sources import read_moses
+from molvae.stages.prep import PrepConfig
+from molvae.stages.prep import run as prep
 
 
 def main() -> None:

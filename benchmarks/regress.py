@@ -15,20 +15,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from molvae import latent
 from molvae.config import from_dict
-from molvae.model import load_model
-from molvae.regress import RegressConfig, run_regress
+from molvae.latent.encode import encode_split
+from molvae.latent.regressors import REGRESSORS
+from molvae.model.store import load_model
+from molvae.stages.regress import RegressConfig
+from molvae.stages.regress import run as run_regress
 
 
 def encode_speed(model_dir: str, data: str, cache: Path) -> tuple[float, float, int]:
     """(cold seconds, cached seconds, molecules) for encoding the train split."""
     model = load_model(model_dir)
     start = time.perf_counter()
-    mu, _ = latent.encode_split(model, data, "train", cache_dir=cache)
+    mu, _ = encode_split(model, data, "train", cache_dir=cache)
     cold = time.perf_counter() - start
     start = time.perf_counter()
-    latent.encode_split(model, data, "train", cache_dir=cache)
+    encode_split(model, data, "train", cache_dir=cache)
     return cold, time.perf_counter() - start, len(mu)
 
 
@@ -37,7 +39,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="prepared folder (molvae prep --out)")
     parser.add_argument("--models", nargs="+", required=True, help="model folders to compare")
     parser.add_argument("--properties", nargs="+", default=["qed", "logp", "sa"])
-    parser.add_argument("--regressors", nargs="+", default=list(latent.REGRESSORS))
+    parser.add_argument("--regressors", nargs="+", default=list(REGRESSORS))
     parser.add_argument("--max-train", type=int, default=None, help="training molecules used")
     parser.add_argument("--gp-max-train", type=int, default=1000)
     parser.add_argument("--device", default="auto")

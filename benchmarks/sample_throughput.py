@@ -15,7 +15,10 @@ import time
 import torch
 from train_throughput import load_molecules, peak_memory
 
-from molvae.model import PRESETS, SelfiesVAE, build_model, choose_device, load_model
+from molvae.devices import choose_device
+from molvae.model.presets import PRESETS, build_model
+from molvae.model.store import load_model
+from molvae.model.vae import SelfiesVAE
 
 
 def benchmark(label: str, model: SelfiesVAE, n: int, batch_size: int) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 
 from molvae.config import from_dict
-from molvae.score import ScoreConfig, run_score
-from molvae.sources import read_moses
+from molvae.data.sources import read_moses
+from molvae.stages.score import ScoreConfig
+from molvae.stages.score import run as run_score
 
 
 def score_once(generated: Path, out: Path, args: argparse.Namespace) -> float:

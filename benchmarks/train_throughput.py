@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from molvae.batching import TokenDataset, collate, epoch_batches
+from molvae.data.batching import TokenDataset, collate, epoch_batches
+from molvae.data.tokens import Vocab, smiles_to_selfies
+from molvae.devices import autocast, choose_device
 from molvae.io import read_table
-from molvae.model import PRESETS, build_model, choose_device
-from molvae.tokens import Vocab, smiles_to_selfies
-from molvae.validation import autocast, objective
+from molvae.model.loss import vae_loss
+from molvae.model.presets import PRESETS, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = (ROOT / "data" / "moses_sample.csv.gz", ROOT / "tests" / "fixtures" / "molecules.csv")
@@ -100,7 +101,8 @@ def benchmark(preset: str, selfies: list[str], vocab: Vocab, batch_size: int, st
     def step(rows: list[int]) -> None:
         batch = collate([data[i] for i in rows]).to(device)
         with autocast(device, True):
-            terms = objective(model(batch.tokens, batch.lengths), batch, vocab.pad_id, beta=1.0)
+            terms = vae_loss(model(batch.tokens, batch.lengths), batch, vocab.pad_id, beta=1.0,
+                             free_bits=0.0, property_weight=0.0)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -131,7 +133,7 @@ class CharVocab:
 
 def moses_vae_class() -> type:
     """``moses.vae.model.VAE`` from the cached molsets wheel (it imports torch alone)."""
-    from molvae.sources import moses_wheel
+    from molvae.data.sources import moses_wheel
 
     module = types.ModuleType("moses_vae_model")
     with zipfile.ZipFile(moses_wheel()) as wheel:

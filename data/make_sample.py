@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from molvae.sources import read_moses
+from molvae.data.sources import read_moses
 
 SIZE, SEED = 50_000, 0
 

@@ -1,4 +1,5 @@
-"""The ``molvae`` command: one sub-command per stage, flags generated from the stage config.
+"""The ``molvae`` command: every argparse parser lives here. One sub-command per stage, flags
+generated from the stage config, plus ``run`` for pipelines.
 
 The CLI stays thin: it turns arguments (over an optional ``--config FILE.yaml``) into the
 stage's config dataclass and calls the stage function. Anything it can do, Python can do
@@ -16,7 +17,7 @@ import typing
 from typing import Any
 
 from molvae import config as cfg
-from molvae.stages import STAGES, get_stage, run_stage
+from molvae.stages.registry import STAGES, get_stage, run_stage
 
 log = logging.getLogger("molvae")
 
@@ -60,10 +61,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
         if name == chosen:
             _add_config_flags(p, stage.config_type())
-    from molvae.pipeline import add_run_parser
-
-    add_run_parser(sub)
+    _add_run_parser(sub)
     return parser
+
+
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``molvae run PIPELINE.yaml`` sub-command."""
+    p = sub.add_parser("run", help="run a pipeline file (stages cached, one MLflow parent run)",
+                       description="Run the stages of a pipeline YAML in order. Finished stages "
+                       f"are skipped unless their config changed. Stages: {', '.join(STAGES)}.")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--only", metavar="STAGE", help="run just this stage")
+    p.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the rest")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="STAGE.KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--force", action="store_true", help="rerun stages even if cached")
+    p.add_argument("--no-track", action="store_true", help="do not record MLflow runs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _run_pipeline(args: argparse.Namespace) -> None:
+    """What ``molvae run`` does with its parsed arguments."""
+    from molvae.pipeline import load_pipeline, run_pipeline
+
+    pipeline = load_pipeline(args.pipeline, args.overrides)
+    statuses = run_pipeline(pipeline, only=args.only, start=args.start, force=args.force,
+                            track=not args.no_track)
+    for stage in pipeline.stages:
+        if stage.name in statuses:
+            print(f"{stage.name:9s} {statuses[stage.name]:7s} {stage.folder}")
 
 
 def _flatten_lists(value: Any) -> Any:
@@ -84,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args()
     try:
         if args.command == "run":
-            from molvae.pipeline import run_pipeline_cli
-
-            run_pipeline_cli(args)
+            _run_pipeline(args)
             return 0
         stage = get_stage(args.command)
         options = cfg.load_yaml(args.config) if args.config else {}

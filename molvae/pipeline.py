@@ -2,14 +2,14 @@
 
 Each stage's outputs live in ``WORKDIR/STAGE-HASH`` where the hash covers the stage's config
 and the hashes of the stages it reads from, so changing one key reruns that stage and those
-after it, and nothing else. A stage is finished only when its ``.done.json`` marker exists;
-a folder without one (a killed run) is cleared before the stage runs again — except
-training, which resumes from its last checkpoint.
+after it, and nothing else. What a stage reads, where its output lands and whether it resumes
+come from its declaration in :mod:`molvae.stages.registry`. A stage is finished only when its
+``.done.json`` marker exists; a folder without one (a killed run) is cleared before the stage
+runs again, unless the stage is resumable (training continues from its last checkpoint).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -28,19 +28,9 @@ from molvae.stages import STAGES, get_stage, run_stage
 
 log = logging.getLogger(__name__)
 
-ORDER = ("prep", "train", "sample", "score", "regress", "optimize")
+ORDER = tuple(STAGES)  # the registry lists stages in an order where each reads earlier ones
 TOP_LEVEL_KEYS = {"name", "workdir", "stages"}
 DONE = ".done.json"
-# stage -> {config key: upstream stage whose output folder (or file) fills it}
-LINKS: dict[str, dict[str, str]] = {
-    "train": {"data": "prep"},
-    "sample": {"model": "train"},
-    "score": {"generated": "sample", "reference": "prep"},
-    "regress": {"model": "train", "data": "prep"},
-    "optimize": {"model": "train", "data": "prep", "regress": "regress"},
-}
-# stages whose ``out`` is a file inside the stage folder rather than the folder itself
-OUT_FILES = {"sample": "samples.csv"}
 
 
 @dataclass
@@ -58,7 +48,7 @@ class PlannedStage:
 
     @property
     def output(self) -> Path:
-        return self.folder / OUT_FILES.get(self.name, "")
+        return self.folder / get_stage(self.name).output_file
 
 
 @dataclass
@@ -107,7 +97,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     for name in sorted(spec, key=ORDER.index):
         options = dict(spec[name])
         upstream = []
-        for key, source in LINKS.get(name, {}).items():
+        for key, source in get_stage(name).reads.items():
             if source in planned and key not in options:
                 options[key] = str(planned[source].output)
                 upstream.append(planned[source].digest)
@@ -115,7 +105,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
                             sort_keys=True, default=str)
         digest = hashlib.sha256(hashed.encode()).hexdigest()[:12]
         folder = pipeline.workdir / f"{name}-{digest}"
-        options["out"] = str(folder / OUT_FILES.get(name, ""))
+        options["out"] = str(folder / get_stage(name).output_file)
         config = cfg.from_dict(get_stage(name).config_type(), options, where=f"{path}: {name}")
         planned[name] = PlannedStage(name, config, folder, digest)
     pipeline.stages = list(planned.values())
@@ -150,7 +140,7 @@ def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None 
         tracker.log_dict(resolved, "resolved_pipeline.json")
         for stage in pipeline.stages:
             if stage.name not in chosen:
-                if not stage.done and any(stage.name in LINKS.get(c, {}).values()
+                if not stage.done and any(stage.name in get_stage(c).reads.values()
                                           for c in chosen):
                     raise cfg.ConfigError(f"stage '{stage.name}' has not run yet; run it first "
                                           f"(or drop --only/--from)")
@@ -171,35 +161,10 @@ def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None 
 
 
 def _prepare_folder(stage: PlannedStage, force: bool) -> None:
-    """Clear half-written outputs; a killed training run is resumed instead of cleared."""
-    resumable = stage.name == "train" and hasattr(stage.config, "resume") and not force
+    """Clear half-written outputs; a resumable stage (training) continues in its folder."""
+    resumable = get_stage(stage.name).resumable and not force
     if stage.folder.exists() and not resumable:
         shutil.rmtree(stage.folder)
-    if resumable and (stage.folder / "checkpoint.pt").is_file():
-        stage.config.resume = True
+    if resumable and stage.folder.exists():
+        stage.config.resume = True  # with no checkpoint there yet, training starts afresh
     stage.folder.mkdir(parents=True, exist_ok=True)
-
-
-def add_run_parser(sub: argparse._SubParsersAction) -> None:
-    """The ``molvae run PIPELINE.yaml`` sub-command."""
-    p = sub.add_parser("run", help="run a pipeline file (stages cached, one MLflow parent run)",
-                       description="Run the stages of a pipeline YAML in order. Finished stages "
-                       f"are skipped unless their config changed. Stages: {', '.join(STAGES)}.")
-    p.add_argument("pipeline", metavar="PIPELINE.yaml")
-    p.add_argument("--only", metavar="STAGE", help="run just this stage")
-    p.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the rest")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="STAGE.KEY=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--force", action="store_true", help="rerun stages even if cached")
-    p.add_argument("--no-track", action="store_true", help="do not record MLflow runs")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
-
-def run_pipeline_cli(args: argparse.Namespace) -> None:
-    """What ``molvae run`` does with its parsed arguments."""
-    pipeline = load_pipeline(args.pipeline, args.overrides)
-    statuses = run_pipeline(pipeline, only=args.only, start=args.start, force=args.force,
-                            track=not args.no_track)
-    for stage in pipeline.stages:
-        if stage.name in statuses:
-            print(f"{stage.name:9s} {statuses[stage.name]:7s} {stage.folder}")

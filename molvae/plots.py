@@ -1,7 +1,7 @@
 """PNG figures any stage can write: distributions side by side, and grids of molecules.
 
 Figures are drawn with matplotlib's object API (no pyplot global state, no display needed)
-and written atomically.
+and written atomically by :func:`save_figure`, the one place that sets their format and dpi.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from molvae import chem
 from molvae.io import atomic_path
@@ -27,7 +28,6 @@ def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
     bins, so one huge molecule does not squash the plot. Either table may be empty; columns
     missing from both are skipped.
     """
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     columns = [c for c in columns if c in generated.columns or c in reference.columns]
@@ -55,7 +55,7 @@ def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
     counts = [f"{label} (n={len(table)})" for label, table in zip(labels, (generated, reference))]
     handles = [Patch(color=c, alpha=0.55) for c in colors]
     fig.legend(handles, counts, loc="upper center", ncol=2, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _finite(table: pd.DataFrame, column: str) -> np.ndarray:
@@ -75,8 +75,57 @@ def molecule_grid(smiles: Sequence[str], legends: Sequence[str] | None, path: st
     return path
 
 
-def _save(fig: object, path: str | Path) -> Path:
+DPI = 120
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
+
+
+def predicted_vs_true(y_true: np.ndarray, y_pred: np.ndarray, prop: str, name: str,
+                      scores: dict[str, float], path: str | Path) -> Path:
+    """Predicted vs true on test, with the diagonal and R²/MAE in the title."""
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    axes.scatter(y_true, y_pred, s=6, alpha=0.5)
+    low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    axes.plot([low, high], [low, high], color="black", linewidth=1)
+    axes.set(xlabel=f"true {prop}", ylabel=f"predicted {prop}",
+             title=f"{prop} ({name}, test): R² {scores['r2']:.3f}, MAE {scores['mae']:.3g}")
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def latent_pca(z: np.ndarray, table: pd.DataFrame, properties: Sequence[str],
+               path: str | Path) -> Path:
+    """Latent means projected on their first two principal components, one panel per property."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(z)
+    xy = pca.transform(z)
+    figure = Figure(figsize=(4.5 * len(properties), 4))
+    for axes, prop in zip(np.atleast_1d(figure.subplots(1, len(properties))), properties,
+                          strict=True):
+        points = axes.scatter(xy[:, 0], xy[:, 1], c=table[prop].to_numpy(dtype=float), s=4,
+                              cmap="viridis")
+        figure.colorbar(points, ax=axes, label=prop)
+        ratio = pca.explained_variance_ratio_
+        axes.set(xlabel=f"PC1 ({ratio[0]:.0%})", ylabel=f"PC2 ({ratio[1]:.0%})", title=prop)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def optimization_trace(trace: pd.DataFrame, title: str, path: str | Path) -> Path:
+    """Best and top-k mean score against oracle calls (columns after ``oracle_calls``)."""
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    for column in trace.columns.drop("oracle_calls"):
+        axes.plot(trace["oracle_calls"], trace[column], label=column.replace("_", " "))
+    axes.set(xlabel="oracle calls", ylabel="score", title=title)
+    axes.legend()
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -28,7 +28,8 @@ def molecules_csv() -> Path:
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory, molecules_csv: Path) -> Path:
     """The 100 fixture molecules through ``prep`` (random split 80/10/10), built once."""
     from molvae.config import from_dict
-    from molvae.data import PrepConfig, prep
+    from molvae.stages.prep import PrepConfig
+    from molvae.stages.prep import run as prep
 
     out = tmp_path_factory.mktemp("prepared")
     prep(from_dict(PrepConfig, {"inputs": [str(molecules_csv)], "out": str(out), "workers": 1}))
@@ -40,7 +41,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
     """A tiny VAE trained for one epoch on the fixture molecules, for stages that need a model
     but not a good one."""
     from molvae.config import from_dict
-    from molvae.train import TrainConfig, train_model
+    from molvae.training.config import TrainConfig
+    from molvae.training.loop import train_model
 
     out = tmp_path_factory.mktemp("tiny_model")
     train_model(from_dict(TrainConfig, {

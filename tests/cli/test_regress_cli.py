@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from molvae.cli import main
-from tests.unit.test_latent import one_thread
+from tests.unit.latent.test_latent import one_thread
 
 REGRESS_FLAGS = ["--cv-folds", "2", "--regressors", "ridge", "hgb", "--hgb-max-iter", "5",
                  "--surrogate-epochs", "3", "--surrogate-hidden", "8", "--device", "cpu", "-q"]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from molvae import molfeatures
 from molvae.cli import main
+from molvae.scoring import reference as reference_module
+from molvae.stages import score as score_stage
 from tests.conftest import ASPIRIN, INVALID, PARACETAMOL
 
 MOSES_KEYS = ("valid", "unique@1000", "unique@10000", "FCD/Test", "SNN/Test", "Frag/Test",
@@ -21,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(autouse=True)
 def offline_filters(monkeypatch: pytest.MonkeyPatch) -> None:
     """MOSES's filter SMARTS come from the molsets wheel (a download); tests use one alert."""
-    monkeypatch.setattr(molfeatures, "moses_filter_smarts", lambda: ("[N+](=O)[O-]",))
+    monkeypatch.setattr(score_stage, "moses_filter_smarts", lambda: ("[N+](=O)[O-]",))
 
 
 def write_smiles(path: Path, smiles: list) -> Path:
@@ -116,7 +117,7 @@ def test_reference_file_needs_train_for_novelty_and_is_cached(
 
     def recompute(*args: object, **kwargs: object) -> None:
         raise AssertionError("reference statistics should come from the cache")
-    monkeypatch.setattr(molfeatures, "_compute_reference", recompute)
+    monkeypatch.setattr(reference_module, "_compute_reference", recompute)
     assert score(generated, reference, tmp_path / "b", "--no-track", "--train",
                  str(prepared_dir)) == 0
     second = read_report(tmp_path / "b")

@@ -6,7 +6,8 @@ import pandas as pd
 
 from molvae import chem
 from molvae.cli import main
-from molvae.model import load_model
+from molvae.model.store import load_model
+from molvae.tracking import local_model_dir
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--batch-size", "16", "--eval-samples", "20",
         "--eval-molecules", "5", "--log-every", "2", "--device", "cpu", "-q"]
@@ -44,9 +45,9 @@ def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:
         4, seed=1, prior="standard")
     latent = served.predict(pd.DataFrame({"smiles": ["CCO", "not a molecule"]}))
     assert latent.shape == (2, 8) and latent.iloc[1].isna().all()
-    logged = load_model(f"runs:/{train_run['run_id']}/model", device="cpu")
+    logged = load_model(local_model_dir(f"runs:/{train_run['run_id']}/model"), device="cpu")
     assert logged.sample(5, seed=2) == load_model("model", device="cpu").sample(5, seed=2)
-    registered = load_model("models:/molvae-vae/1", device="cpu")
+    registered = load_model(local_model_dir("models:/molvae-vae/1"), device="cpu")
     assert registered.sample(5, seed=2) == logged.sample(5, seed=2)
 
 

@@ -1,0 +1,55 @@
+"""All RDKit chemistry lives in this package (an architecture test holds that wall).
+
+``mol`` parses and standardizes, ``properties`` describes, ``fingerprints`` compares,
+``filters`` flags, ``draw`` depicts. The names below are the ones the rest of molvae uses.
+"""
+
+from molvae.chem.draw import draw_grid
+from molvae.chem.filters import (
+    MOSES_FILTER_ELEMENTS,
+    filter_catalog_names,
+    matches_catalog,
+    pains_alerts,
+    passes_moses_filters,
+    smarts_catalog,
+    structure_alerts,
+)
+from molvae.chem.fingerprints import (
+    brics_fragments,
+    morgan_fingerprint,
+    packed_fingerprint,
+    ring_scaffold,
+    scaffold,
+    similarity,
+)
+from molvae.chem.mol import (
+    ORGANIC_ELEMENTS,
+    RejectReason,
+    canonical_smiles,
+    filter_reason,
+    nonstereo_smiles,
+    parse_with_reason,
+    read_sdf,
+    standardize_mol,
+    to_mol,
+)
+from molvae.chem.properties import (
+    GUACAMOL_DESCRIPTORS,
+    PROPERTY_NAMES,
+    guacamol_descriptors,
+    largest_ring_size,
+    penalized_logp,
+    properties,
+    sa_score,
+    smiles_properties,
+)
+
+__all__ = [
+    "GUACAMOL_DESCRIPTORS", "MOSES_FILTER_ELEMENTS", "ORGANIC_ELEMENTS", "PROPERTY_NAMES",
+    "RejectReason", "brics_fragments", "canonical_smiles", "draw_grid", "filter_catalog_names",
+    "filter_reason", "guacamol_descriptors", "largest_ring_size", "matches_catalog",
+    "morgan_fingerprint", "nonstereo_smiles", "packed_fingerprint", "pains_alerts",
+    "parse_with_reason", "passes_moses_filters", "penalized_logp", "properties", "read_sdf",
+    "ring_scaffold", "sa_score", "scaffold", "similarity", "smarts_catalog", "smiles_properties",
+    "standardize_mol", "structure_alerts", "to_mol",
+]

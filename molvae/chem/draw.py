@@ -1,0 +1,22 @@
+"""Molecule pictures: grids of 2D depictions drawn by RDKit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from molvae.chem.mol import to_mol
+
+
+def draw_grid(smiles: Sequence[str], legends: Sequence[str] | None = None, per_row: int = 6,
+              size: tuple[int, int] = (250, 250)) -> bytes:
+    """A PNG image (bytes) of molecules drawn on a grid; unparsable SMILES are left out."""
+    from rdkit.Chem import Draw
+
+    legends = list(legends) if legends is not None else [""] * len(smiles)
+    pairs = [(mol, legend) for mol, legend in zip(map(to_mol, smiles), legends)
+             if mol is not None]
+    options = Draw.MolDrawOptions()
+    options.drawMolsSameScale = False  # one huge molecule must not shrink all the others
+    return Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row, subImgSize=size,
+                                legends=[lg for _, lg in pairs], returnPNG=True,
+                                drawOptions=options)

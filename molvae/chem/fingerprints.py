@@ -1,0 +1,68 @@
+"""Fingerprints and the units of MOSES's set metrics: Morgan bits, similarity, BRICS fragments,
+Bemis–Murcko scaffolds."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from rdkit import Chem, DataStructs
+from rdkit.Chem.Scaffolds import MurckoScaffold
+
+from molvae.chem.mol import to_mol
+
+
+@lru_cache(maxsize=4)
+def _morgan_generator(radius: int, n_bits: int):  # noqa: ANN202 (RDKit generator type)
+    from rdkit.Chem import rdFingerprintGenerator
+
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
+def morgan_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024):  # noqa: ANN201
+    """Morgan (ECFP4 by default) bit vector, the fingerprint MOSES metrics use."""
+    return _morgan_generator(radius, n_bits).GetFingerprint(mol)
+
+
+def packed_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024) -> np.ndarray:
+    """Morgan bits packed eight to a byte (``np.packbits``): small to cache and to send between
+    processes; ``np.unpackbits`` gives back the 0/1 vector of :func:`fingerprint_array`."""
+    return np.packbits(_morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol))
+
+
+def similarity(smiles_a: str, smiles_b: str) -> float:
+    """Tanimoto similarity of two SMILES; NaN if either is not a molecule."""
+    a, b = to_mol(smiles_a), to_mol(smiles_b)
+    if a is None or b is None:
+        return math.nan
+    return float(DataStructs.TanimotoSimilarity(morgan_fingerprint(a), morgan_fingerprint(b)))
+
+
+def brics_fragments(mol: Chem.Mol) -> list[str]:
+    """SMILES of the pieces left after cutting every BRICS bond (the units of MOSES's Frag)."""
+    return Chem.MolToSmiles(Chem.FragmentOnBRICSBonds(mol)).split(".")
+
+
+def scaffold(mol_or_smiles: Chem.Mol | str | None) -> str | None:
+    """Bemis–Murcko scaffold SMILES ('' for acyclic molecules), None when not a molecule."""
+    mol = to_mol(mol_or_smiles) if isinstance(mol_or_smiles, str) or mol_or_smiles is None \
+        else mol_or_smiles
+    if mol is None:
+        return None
+    return MurckoScaffold.MurckoScaffoldSmiles(mol=mol)
+
+
+def ring_scaffold(mol: Chem.Mol, min_rings: int = 2) -> str | None:
+    """Bemis–Murcko scaffold SMILES when it has at least ``min_rings`` rings, else None.
+
+    This is MOSES's Scaf unit: scaffolds with fewer than two rings are not counted.
+    """
+    try:
+        core = MurckoScaffold.GetScaffoldForMol(mol)
+    except (ValueError, RuntimeError):
+        return None
+    smiles = Chem.MolToSmiles(core)
+    if not smiles or core.GetRingInfo().NumRings() < min_rings:
+        return None
+    return smiles

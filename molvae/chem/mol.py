@@ -1,0 +1,143 @@
+"""Parsing and standardizing molecules with RDKit: SMILES and SDF in, canonical molecules out.
+
+Functions that take SMILES return ``None`` on failure instead of raising, so callers can count
+failures rather than crash on them (datamol's ``to_mol`` convention).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from rdkit import Chem, RDLogger
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+RDLogger.DisableLog("rdApp.*")
+
+
+ORGANIC_ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si", "Se", "H")
+
+
+class RejectReason:
+    """Human-readable reasons a molecule is turned away (they end up in rejects.csv)."""
+
+    EMPTY = "empty SMILES"
+    UNPARSABLE = "not a valid SMILES string (syntax error)"
+    VALENCE = "valence error (an atom has too many bonds)"
+    KEKULIZE = "aromatic system cannot be kekulized"
+    SANITIZE = "RDKit sanitization failed"
+    NO_ATOMS = "no atoms left after removing salts/solvents"
+    ELEMENT = "disallowed element"
+    TOO_SMALL = "too few heavy atoms"
+    TOO_LARGE = "too many heavy atoms"
+
+
+def read_sdf(path: str | Path) -> pd.DataFrame:
+    """An SDF file (``.gz`` too) as a table: ``smiles`` (None for unreadable records) + SD tags."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    rows = []
+    with opener(path, "rb") as handle:
+        for mol in Chem.ForwardSDMolSupplier(handle, sanitize=False, removeHs=False):
+            if mol is None:
+                rows.append({"smiles": None})
+                continue
+            row = {"smiles": Chem.MolToSmiles(mol)}
+            row.update(mol.GetPropsAsDict(includePrivate=False, includeComputed=False))
+            if mol.HasProp("_Name") and mol.GetProp("_Name"):
+                row.setdefault("name", mol.GetProp("_Name"))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    return table[["smiles", *[c for c in table.columns if c != "smiles"]]] if rows else \
+        pd.DataFrame(columns=["smiles"])
+
+
+def to_mol(smiles: str | None) -> Chem.Mol | None:
+    """Parse SMILES into a sanitized RDKit molecule, or None when it is not a molecule."""
+    if not smiles or not isinstance(smiles, str):
+        return None
+    return Chem.MolFromSmiles(smiles.strip())
+
+
+def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
+    """Parse SMILES; on failure also say why (syntax, valence, kekulization) for a person."""
+    if smiles is None or not isinstance(smiles, str) or not smiles.strip():
+        return None, RejectReason.EMPTY
+    text = smiles.strip().split()[0]
+    raw = Chem.MolFromSmiles(text, sanitize=False)
+    if raw is None:
+        return None, RejectReason.UNPARSABLE
+    problems = Chem.DetectChemistryProblems(raw)
+    if problems:
+        kind = problems[0].GetType()
+        detail = problems[0].Message()
+        if kind == "AtomValenceException":
+            return None, f"{RejectReason.VALENCE}: {detail}"
+        if kind in ("AtomKekulizeException", "KekulizeException"):
+            return None, f"{RejectReason.KEKULIZE}: {detail}"
+        return None, f"{RejectReason.SANITIZE}: {detail}"
+    mol = Chem.MolFromSmiles(text)
+    if mol is None:
+        return None, RejectReason.SANITIZE
+    return mol, None
+
+
+@lru_cache(maxsize=1)
+def _standardizers() -> tuple[rdMolStandardize.LargestFragmentChooser, rdMolStandardize.Uncharger]:
+    return (rdMolStandardize.LargestFragmentChooser(preferOrganic=True),
+            rdMolStandardize.Uncharger())
+
+
+def standardize_mol(mol: Chem.Mol, keep_stereo: bool = True) -> Chem.Mol | None:
+    """Keep the largest organic fragment (drops salts, solvents), neutralize, optionally flatten.
+
+    Returns None if nothing is left or RDKit cannot sanitize the result.
+    """
+    chooser, uncharger = _standardizers()
+    needs_cleaning = len(Chem.GetMolFrags(mol)) > 1 or any(
+        a.GetFormalCharge() for a in mol.GetAtoms())
+    try:
+        if needs_cleaning:  # most molecules are one neutral fragment: skip the costly part
+            mol = chooser.choose(mol)
+            mol = uncharger.uncharge(mol)
+        if not keep_stereo:
+            mol = Chem.Mol(mol)
+            Chem.RemoveStereochemistry(mol)
+        Chem.SanitizeMol(mol)
+    except (ValueError, RuntimeError):
+        return None
+    if mol is None or mol.GetNumHeavyAtoms() == 0:
+        return None
+    return mol
+
+
+def canonical_smiles(mol_or_smiles: Chem.Mol | str | None) -> str | None:
+    """RDKit canonical SMILES (isomeric), or None when the input is not a molecule."""
+    mol = to_mol(mol_or_smiles) if isinstance(mol_or_smiles, str) or mol_or_smiles is None \
+        else mol_or_smiles
+    if mol is None:
+        return None
+    return Chem.MolToSmiles(mol)
+
+
+def nonstereo_smiles(mol: Chem.Mol) -> str:
+    """Canonical SMILES without stereochemistry (GuacaMol compares molecules this way)."""
+    return Chem.MolToSmiles(mol, isomericSmiles=False)
+
+
+def filter_reason(mol: Chem.Mol, allowed_elements: Iterable[str] | None = ORGANIC_ELEMENTS,
+                  min_heavy_atoms: int = 1, max_heavy_atoms: int | None = None) -> str | None:
+    """Why a molecule fails the element/size filters, or None when it passes."""
+    if allowed_elements is not None:
+        allowed = set(allowed_elements)
+        bad = sorted({a.GetSymbol() for a in mol.GetAtoms()} - allowed)
+        if bad:
+            return f"{RejectReason.ELEMENT}: {', '.join(bad)}"
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy < min_heavy_atoms:
+        return f"{RejectReason.TOO_SMALL}: {heavy} < {min_heavy_atoms}"
+    if max_heavy_atoms is not None and heavy > max_heavy_atoms:
+        return f"{RejectReason.TOO_LARGE}: {heavy} > {max_heavy_atoms}"
+    return None

@@ -1,0 +1,176 @@
+"""Training batches: token ids in memory, length-bucketed batch order, collate to tensors.
+
+Molecules are tokenized once into a padded id matrix. Each epoch's batch order is a pure
+function of (seed, epoch, rank), so a resumed run can rebuild the exact same order and skip
+the batches it already did; and a GRU batch of similar lengths wastes little on padding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from molvae.data.tokens import Vocab
+
+log = logging.getLogger(__name__)
+
+BATCHES_PER_BUCKET = 50  # molecules are sorted by length within chunks of this many batches
+
+
+@dataclass
+class Batch:
+    """Padded token ids [B, T], their lengths [B] and standardized properties [B, P] (or None)."""
+
+    tokens: torch.Tensor
+    lengths: torch.Tensor
+    properties: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        props = None if self.properties is None else self.properties.to(device, non_blocking=True)
+        return Batch(self.tokens.to(device, non_blocking=True), self.lengths, props)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class TokenDataset(Dataset):
+    """Tokenized molecules of one split (with optional property targets).
+
+    Args:
+        selfies: SELFIES strings.
+        vocab: maps tokens to ids (unknown tokens become ``<unk>``).
+        properties: [N, P] standardized property values (NaN = missing), or None.
+    """
+
+    def __init__(self, selfies: Sequence[str], vocab: Vocab,
+                 properties: np.ndarray | None = None) -> None:
+        ids = [vocab.encode(s) for s in selfies]
+        self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        self.tokens = np.full((len(ids), int(self.lengths.max(initial=0))), vocab.pad_id,
+                              dtype=np.int32)
+        for row, seq in enumerate(ids):
+            self.tokens[row, :len(seq)] = seq
+        self.properties = None if properties is None else properties.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+        props = None if self.properties is None else self.properties[index]
+        return self.tokens[index], int(self.lengths[index]), props
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded LongTensor [B, T] and lengths [B] of id sequences of any lengths."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    tokens = torch.full((len(sequences), int(lengths.max()) if len(sequences) else 0), pad_id,
+                        dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        tokens[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return tokens, lengths
+
+
+def collate(items: list[tuple[np.ndarray, int, np.ndarray | None]]) -> Batch:
+    """Stack dataset items into a :class:`Batch` trimmed to its longest molecule."""
+    lengths = torch.tensor([length for _, length, _ in items], dtype=torch.long)
+    width = int(lengths.max())
+    tokens = torch.from_numpy(np.stack([row[:width] for row, _, _ in items]).astype(np.int64))
+    props = None if items[0][2] is None else torch.from_numpy(np.stack([p for *_, p in items]))
+    return Batch(tokens, lengths, props)
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world_size: int = 1) -> list[list[int]]:
+    """This rank's batches (lists of row indices) for one epoch, in order.
+
+    Rows are shuffled, sorted by length within chunks of ``BATCHES_PER_BUCKET`` batches, cut
+    into batches, and the batches shuffled again. Every rank computes the same list and takes
+    every ``world_size``-th batch; the list is trimmed so all ranks do the same number of steps.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * BATCHES_PER_BUCKET
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size].tolist() for i in range(0, len(part), batch_size))
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+    usable = len(batches) - len(batches) % world_size
+    return batches[rank:usable:world_size]
+
+
+@dataclass
+class PreparedData:
+    """The training and validation splits of a prepared folder, ready for batching."""
+
+    vocab: Vocab
+    train: TokenDataset
+    val: TokenDataset
+    val_smiles: list[str]
+    property_names: list[str]
+    property_mean: np.ndarray
+    property_std: np.ndarray
+
+
+def _read_split(folder: Path, split: str, needed: Sequence[str]) -> pd.DataFrame:
+    path = folder / f"{split}.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {folder} a folder made by `molvae prep`?")
+    table = pd.read_parquet(path)
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {', '.join(missing)} "
+                         f"(available: {', '.join(table.columns)})")
+    return table
+
+
+def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
+                  max_train: int | None = None, seed: int = 0) -> PreparedData:
+    """Read train/val splits and the vocabulary; standardize properties with train statistics.
+
+    Args:
+        folder: output of ``molvae prep``.
+        property_names: columns to learn with the property head (may be empty).
+        max_train: use a seeded random subset of at most this many training molecules.
+        seed: seed of that subset.
+    """
+    folder = Path(folder)
+    if not (folder / "vocab.json").is_file():
+        raise FileNotFoundError(f"{folder}/vocab.json not found: is {folder} a folder made by "
+                                "`molvae prep`?")
+    vocab = Vocab.load(folder / "vocab.json")
+    needed = ["smiles", "selfies", *property_names]
+    train = _read_split(folder, "train", needed)
+    val = _read_split(folder, "val", needed)
+    if train.empty or val.empty:
+        raise ValueError(f"{folder}: train and val splits must both hold molecules "
+                         f"(train {len(train)}, val {len(val)})")
+    if max_train is not None and len(train) > max_train:
+        train = train.sample(n=max_train, random_state=seed)
+    names = list(property_names)
+    values = train[names].to_numpy(np.float64) if names else np.zeros((len(train), 0))
+    mean = np.nanmean(values, axis=0) if names else np.zeros(0)
+    std = np.nanstd(values, axis=0) if names else np.ones(0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+    def standardized(table: pd.DataFrame) -> np.ndarray | None:
+        return (table[names].to_numpy(np.float64) - mean) / std if names else None
+
+    log.info("data: %d train, %d val molecules, %d tokens", len(train), len(val), len(vocab))
+    return PreparedData(
+        vocab=vocab,
+        train=TokenDataset(train["selfies"].tolist(), vocab, standardized(train)),
+        val=TokenDataset(val["selfies"].tolist(), vocab, standardized(val)),
+        val_smiles=val["smiles"].tolist(),
+        property_names=names, property_mean=mean.astype(np.float32),
+        property_std=std.astype(np.float32),
+    )

@@ -1,0 +1,41 @@
+"""The one device rule (cuda > mps > cpu), CPU threads, and bf16 autocast.
+
+Every stage that runs torch picks its device here, so ``--device auto`` means the same thing
+for training, sampling, scoring and optimization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """The device to run on: ``auto`` picks cuda > mps > cpu; a named one must exist.
+
+    Raises:
+        ValueError: the named device is not a device, or is not available here.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device '{name}' requested but MPS is not available")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere (CPUs here lack fast bf16)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,2 @@
+"""The latent space as features: encoded data sets, property regressors, differentiable
+surrogates."""

@@ -1,0 +1,1 @@
+"""The network: the SELFIES VAE (``vae``), its loss (``loss``) and local save/load (``store``)."""

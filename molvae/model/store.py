@@ -1,0 +1,59 @@
+"""Saving and loading models as local files: tensors and plain data only, never pickles.
+
+A saved model (``model.pt``) holds the weights, the config and the vocabulary, and loads with
+``torch.load(weights_only=True)``. MLflow URIs are resolved to local folders by the stages
+(:func:`molvae.tracking.local_model_dir`) before they get here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from molvae.data.tokens import Vocab
+from molvae.devices import choose_device
+from molvae.io import atomic_path
+from molvae.model.vae import OPTIONAL_BUFFERS, ModelConfig, SelfiesVAE
+
+MODEL_FILE = "model.pt"
+FORMAT = "molvae-model/1"
+
+
+def model_state(model: SelfiesVAE) -> dict:
+    """The model as tensors and plain data, enough to rebuild it (``weights_only`` safe)."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "config": asdict(model.config), "vocab": model.vocab.to_dict(),
+            "state_dict": weights}
+
+
+def model_from_state(state: dict, device: str | torch.device = "cpu") -> SelfiesVAE:
+    """Rebuild a model from :func:`model_state` output."""
+    if state.get("format") != FORMAT:
+        raise ValueError(f"not a molvae model (format {state.get('format')!r}, "
+                         f"expected {FORMAT!r})")
+    model = SelfiesVAE(ModelConfig(**state["config"]), Vocab.from_dict(state["vocab"]))
+    missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
+    if unexpected or set(missing) - OPTIONAL_BUFFERS:
+        raise ValueError(f"weights do not fit the model: missing {sorted(missing)}, "
+                         f"unexpected {sorted(unexpected)}")
+    return model.to(device).eval()
+
+
+def save_model(model: SelfiesVAE, model_dir: str | Path) -> Path:
+    """Write ``MODEL_DIR/model.pt`` atomically; returns its path."""
+    path = Path(model_dir) / MODEL_FILE
+    with atomic_path(path) as tmp:
+        torch.save(model_state(model), tmp)
+    return path
+
+
+def load_model(path: str | Path, device: str = "auto") -> SelfiesVAE:
+    """Load a model folder (or its ``model.pt``), in eval mode on ``choose_device(device)``."""
+    path = Path(path)
+    found = path if path.is_file() else path / MODEL_FILE
+    if not found.is_file():
+        raise FileNotFoundError(f"no {MODEL_FILE} in {path} (train one with `molvae train`)")
+    state = torch.load(found, map_location="cpu", weights_only=True)
+    return model_from_state(state, choose_device(device))

@@ -1,0 +1,328 @@
+"""The SELFIES variational auto-encoder: GRU encoder, Gaussian latent, GRU decoder.
+
+Shape of the model (Gómez-Bombarelli et al. 2018, Bowman et al. 2016, with SELFIES tokens):
+
+    tokens ─ embedding ─ bidirectional GRU ─┬─ mu ─────┐
+                                            └─ logvar ─┴─ z = mu + sigma * eps
+    z ─ linear ─ initial decoder state;  every decoder step reads [token embedding ; z]
+    z ─ MLP ─ standardized properties  (optional joint property head)
+
+The decoder sees z at every step so that it cannot ignore the latent as easily (a common
+cause of posterior collapse with strong autoregressive decoders).
+
+Sampling draws z from one of two priors. ``standard`` is the textbook N(0, I). ``fitted`` (the
+default) is a Gaussian fitted to the posterior means of held-out molecules after each epoch
+(Ledoit-Wolf covariance): with the low KL weights that keep a latent space informative, the
+molecules' codes fill only part of N(0, I), and decoding from the rest gives small, odd
+molecules; sampling where the data actually lies does not (ex-post density estimation, Ghosh
+et al. 2020). A model that was never fitted samples from N(0, I) either way.
+
+Everything that takes molecules (``encode``, ``decode``, ``sample``...) is batched, runs
+under ``torch.no_grad()`` on the model's device, and speaks canonical SMILES. Saving and
+loading live in :mod:`molvae.model.store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from molvae import chem
+from molvae.data.batching import pad_batch
+from molvae.data.tokens import Vocab, smiles_to_selfies
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network (stored in every checkpoint). Sizes have no
+    defaults here: :mod:`molvae.model.presets` declares them, and a saved model carries its own.
+
+    Attributes:
+        vocab_size: number of token ids (specials included).
+        max_length: longest molecule in tokens, without bos/eos; decoding stops after
+            ``max_length + 1`` steps.
+        embed_dim: token embedding size (shared by encoder and decoder).
+        hidden_dim: decoder GRU state size per layer.
+        num_layers: stacked decoder GRU layers.
+        latent_dim: size of z.
+        encoder_hidden_dim: encoder GRU state size per direction (None: ``hidden_dim``).
+        encoder_layers: stacked encoder GRU layers (None: ``num_layers``).
+        dropout: dropout between stacked GRU layers (no effect with one layer).
+        word_dropout: probability that a teacher-forced decoder input becomes ``<unk>`` during
+            training, which forces the decoder to rely on z.
+        property_names: properties predicted from z by the joint head (empty: no head).
+    """
+
+    vocab_size: int
+    max_length: int
+    embed_dim: int
+    hidden_dim: int
+    num_layers: int
+    latent_dim: int
+    encoder_hidden_dim: int | None = None
+    encoder_layers: int | None = None
+    dropout: float = 0.1
+    word_dropout: float = 0.0
+    property_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VAEOutput:
+    """What ``SelfiesVAE.forward`` returns.
+
+    Attributes:
+        logits: [B, T-1, V] next-token logits; position t predicts ``tokens[:, t + 1]``.
+        mu, logvar, z: [B, latent_dim] posterior mean, log-variance and the sample used.
+        properties: [B, P] standardized property predictions, or None without a head.
+    """
+
+    logits: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+    z: torch.Tensor
+    properties: torch.Tensor | None = None
+
+
+PRIORS = ("fitted", "standard")
+# buffers added after the first saved models; models without them load with their defaults
+OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale"})
+
+
+def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator(device=device).manual_seed(seed)
+
+
+class SelfiesVAE(nn.Module):
+    """GRU VAE over SELFIES token ids; see the module docstring for the architecture."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocab) -> None:
+        super().__init__()
+        if config.vocab_size != len(vocab):
+            raise ValueError(f"config.vocab_size={config.vocab_size} but the vocabulary has "
+                             f"{len(vocab)} tokens")
+        self.config = config
+        self.vocab = vocab
+        self.latent_dim = config.latent_dim
+        hidden, layers = config.hidden_dim, config.num_layers
+        encoder_hidden = config.encoder_hidden_dim or hidden
+        encoder_layers = config.encoder_layers or layers
+        between = config.dropout if layers > 1 else 0.0
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim,
+                                      padding_idx=vocab.pad_id)
+        self.encoder = nn.GRU(config.embed_dim, encoder_hidden, encoder_layers, batch_first=True,
+                              bidirectional=True,
+                              dropout=config.dropout if encoder_layers > 1 else 0.0)
+        self.to_mu = nn.Linear(2 * encoder_hidden, config.latent_dim)
+        self.to_logvar = nn.Linear(2 * encoder_hidden, config.latent_dim)
+        self.latent_to_hidden = nn.Linear(config.latent_dim, layers * hidden)
+        self.decoder = nn.GRU(config.embed_dim + config.latent_dim, hidden, layers,
+                              batch_first=True, dropout=between)
+        self.to_logits = nn.Linear(hidden, config.vocab_size)
+        n_props = len(config.property_names)
+        self.property_head = nn.Sequential(
+            nn.Linear(config.latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_props),
+        ) if n_props else None
+        # training-set statistics, so predictions come back in real units
+        self.register_buffer("property_mean", torch.zeros(n_props))
+        self.register_buffer("property_std", torch.ones(n_props))
+        # the fitted prior: z = latent_mean + latent_scale @ eps (N(0, I) until fitted)
+        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
+        self.register_buffer("latent_scale", torch.eye(config.latent_dim))
+        # tokens the decoder must never emit
+        banned = torch.zeros(config.vocab_size, dtype=torch.bool)
+        banned[[vocab.pad_id, vocab.bos_id, vocab.unk_id]] = True
+        self.register_buffer("banned_tokens", banned, persistent=False)
+        # the first token must be an atom, so no decoded molecule is empty
+        not_atoms = [i for i, t in enumerate(vocab.tokens)
+                     if i == vocab.eos_id or "Branch" in t or "Ring" in t]
+        self.register_buffer("banned_first_tokens", banned.clone().index_fill_(
+            0, torch.tensor(not_atoms), True), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.to_mu.weight.device
+
+    # ---- tensor-level building blocks (used by training) ---------------------------------
+
+    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior (mu, logvar) [B, latent_dim] of padded token ids [B, T] with ``lengths``."""
+        packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        _, last = self.encoder(packed)  # [layers * 2, B, H]
+        summary = torch.cat([last[-2], last[-1]], dim=-1)  # top layer, both directions
+        return self.to_mu(summary), self.to_logvar(summary)
+
+    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder GRU state [layers, B, H] computed from z."""
+        state = torch.tanh(self.latent_to_hidden(z))
+        return state.view(len(z), self.config.num_layers, -1).transpose(0, 1).contiguous()
+
+    def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T-1, V] for predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]`` and z."""
+        inputs = tokens[:, :-1]
+        if self.training and self.config.word_dropout > 0:
+            dropped = torch.rand(inputs.shape, device=inputs.device) < self.config.word_dropout
+            dropped &= (inputs != self.vocab.pad_id) & (inputs != self.vocab.bos_id)
+            inputs = inputs.masked_fill(dropped, self.vocab.unk_id)
+        steps = inputs.shape[1]
+        embedded = torch.cat([self.embedding(inputs), z.unsqueeze(1).expand(-1, steps, -1)],
+                             dim=-1)
+        outputs, _ = self.decoder(embedded, self.initial_state(z).to(embedded.dtype))
+        return self.to_logits(outputs)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> VAEOutput:
+        """Encode, draw z with the reparameterization trick, decode with teacher forcing.
+
+        Args:
+            tokens: [B, T] ids (bos ... eos, then pad).
+            lengths: [B] number of non-pad tokens per row (bos and eos included).
+        """
+        mu, logvar = self.encode_tokens(tokens, lengths)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        properties = self.property_head(z) if self.property_head is not None else None
+        return VAEOutput(self.teacher_forced_logits(z, tokens), mu, logvar, z, properties)
+
+    # ---- molecule-level API ---------------------------------------------------------------
+
+    def _token_ids(self, smiles: Sequence[str]) -> list[list[int] | None]:
+        """Token ids per SMILES (canonicalized first, like the training data); None if it fails."""
+        ids: list[list[int] | None] = []
+        for text in smiles:
+            canonical = chem.canonical_smiles(text) if isinstance(text, str) else None
+            selfies = smiles_to_selfies(canonical) if canonical else None
+            ids.append(self.vocab.encode(selfies) if selfies else None)
+        return ids
+
+    @torch.no_grad()
+    def encode(self, smiles: Sequence[str], batch_size: int = 512
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and log-variance, float32 [N, latent_dim]; NaN rows for bad SMILES."""
+        mu = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
+        logvar = mu.copy()
+        ids = self._token_ids(smiles)
+        usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
+        for start in range(0, len(usable), batch_size):
+            rows = usable[start:start + batch_size]
+            tokens, lengths = pad_batch([ids[i] for i in rows], self.vocab.pad_id)
+            batch_mu, batch_logvar = self.encode_tokens(tokens.to(self.device), lengths)
+            mu[rows] = batch_mu.float().cpu().numpy()
+            logvar[rows] = batch_logvar.float().cpu().numpy()
+        return mu, logvar
+
+    @torch.no_grad()
+    def decode_ids(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """Token ids [B, <= max_length + 1] decoded from z; rows end with eos, then pad."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        vocab = self.vocab
+        state = self.initial_state(z)
+        token = torch.full((len(z),), vocab.bos_id, dtype=torch.long, device=z.device)
+        finished = torch.zeros(len(z), dtype=torch.bool, device=z.device)
+        steps = []
+        for position in range(self.config.max_length + 1):
+            step_input = torch.cat([self.embedding(token), z], dim=-1).unsqueeze(1)
+            output, state = self.decoder(step_input, state)
+            banned = self.banned_tokens if position else self.banned_first_tokens
+            logits = self.to_logits(output[:, 0]).float().masked_fill(banned, float("-inf"))
+            if greedy:
+                token = logits.argmax(dim=-1)
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            token = token.masked_fill(finished, vocab.pad_id)
+            steps.append(token)
+            finished |= token == vocab.eos_id
+            if bool(finished.all()):
+                break
+        return torch.stack(steps, dim=1)
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray | torch.Tensor, greedy: bool = True, temperature: float = 1.0,
+               seed: int | None = None, batch_size: int = 1024) -> list[str | None]:
+        """Canonical SMILES per latent row (None only when decoding gave an empty molecule)."""
+        latent = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z)
+        if latent.ndim != 2 or latent.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape [N, {self.latent_dim}], got {tuple(latent.shape)}")
+        generator = _generator(self.device, seed)
+        smiles: list[str | None] = []
+        for start in range(0, len(latent), batch_size):
+            chunk = latent[start:start + batch_size].to(self.device, torch.float32)
+            ids = self.decode_ids(chunk, greedy, temperature, generator).cpu().tolist()
+            smiles.extend(self.vocab.to_smiles(row) for row in ids)
+        return smiles
+
+    @torch.no_grad()
+    def fit_prior(self, mu: np.ndarray) -> None:
+        """Fit the ``fitted`` prior to posterior means [N, latent_dim] of held-out molecules.
+
+        The Ledoit-Wolf estimate stays well conditioned even with fewer molecules than
+        latent dimensions.
+        """
+        from sklearn.covariance import LedoitWolf
+
+        mu = np.asarray(mu, dtype=np.float64)
+        mu = mu[np.isfinite(mu).all(axis=1)]
+        if len(mu) < 2:
+            return
+        estimate = LedoitWolf().fit(mu)
+        scale = np.linalg.cholesky(estimate.covariance_ + 1e-6 * np.eye(mu.shape[1]))
+        self.latent_mean.copy_(torch.from_numpy(estimate.location_))
+        self.latent_scale.copy_(torch.from_numpy(scale))
+
+    def prior_samples(self, n: int, prior: str = "fitted",
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` latent points [n, latent_dim] from the ``fitted`` or ``standard`` prior."""
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got '{prior}'")
+        eps = torch.randn(n, self.latent_dim, device=self.device, generator=generator)
+        if prior == "standard":
+            return eps
+        return self.latent_mean + eps @ self.latent_scale.T
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None,
+               batch_size: int = 1024, prior: str = "fitted") -> list[str | None]:
+        """``n`` molecules: z from ``prior`` (see the module docstring), tokens sampled at
+        ``temperature``."""
+        generator = _generator(self.device, seed)
+        smiles: list[str | None] = []
+        for start in range(0, n, batch_size):
+            z = self.prior_samples(min(batch_size, n - start), prior, generator)
+            ids = self.decode_ids(z, greedy=False, temperature=temperature,
+                                  generator=generator).cpu().tolist()
+            smiles.extend(self.vocab.to_smiles(row) for row in ids)
+        return smiles
+
+    def reconstruct(self, smiles: Sequence[str]) -> list[str | None]:
+        """Greedy decoding of each molecule's posterior mean (None for unusable input)."""
+        mu, _ = self.encode(smiles)
+        ok = ~np.isnan(mu).any(axis=1)
+        decoded = iter(self.decode(mu[ok]))
+        return [next(decoded) if good else None for good in ok]
+
+    def interpolate(self, a: str, b: str, steps: int) -> list[str | None]:
+        """Greedy decodings along the straight line from mu(a) to mu(b), both ends included."""
+        mu, _ = self.encode([a, b])
+        for text, row in zip((a, b), mu, strict=True):
+            if np.isnan(row).any():
+                raise ValueError(f"cannot encode SMILES {text!r}")
+        weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+        return self.decode((1 - weights) * mu[0] + weights * mu[1])
+
+    @torch.no_grad()
+    def predict_properties(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Property values [N, P] (columns ``config.property_names``) predicted from z."""
+        if self.property_head is None:
+            raise ValueError("this model has no property head (train with property_head set)")
+        latent = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z)
+        standardized = self.property_head(latent.to(self.device, torch.float32))
+        return (standardized * self.property_std + self.property_mean).float().cpu().numpy()

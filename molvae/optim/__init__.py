@@ -1,0 +1,1 @@
+"""Latent optimization: objectives, the budgeted oracle, search methods, and results."""

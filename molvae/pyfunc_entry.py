@@ -1,7 +1,0 @@
-"""The entry point MLflow runs to build the served model (models from code: nothing pickled)."""
-
-import mlflow
-
-from molvae.serving import SelfiesVAEPyfunc
-
-mlflow.models.set_model(SelfiesVAEPyfunc())

@@ -1,0 +1,299 @@
+"""The optimize stage: find molecules that maximize an objective, under a fixed oracle budget.
+
+Pieces: an objective (:mod:`molvae.optim.objectives`), an :class:`~molvae.optim.oracle.Oracle`
+that scores each new molecule once and stops exactly at the budget, a warm start, and one of
+the optimizers of :mod:`molvae.optim.search`. Rules that keep comparisons fair:
+
+* Labels the user already has are free: when the objective is computed from property
+  columns of the prepared data (``--data``), the training set's latents and values are the
+  warm start. Anything else the oracle scores counts, including an initial design.
+* Constrained mode (``--start``) searches around the start molecule's encoding; molecules
+  less similar than ``--min-similarity`` are kept in the table but are not solutions. The
+  start's own score is measured once, outside the budget, to report the improvement.
+
+Outputs in ``OUT``: candidates.csv (ranked), trace.csv and trace.png (best and top-10 mean
+against oracle calls), summary.json (top-1/3/10, the PMO AUC of the top-10 curve, pass counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from molvae import chem
+from molvae.config import ConfigError, option
+from molvae.latent.encode import encode_split
+from molvae.latent.surrogate import (
+    SURROGATE_EPOCHS,
+    SURROGATE_HIDDEN,
+    fit_surrogate,
+    load_surrogate,
+)
+from molvae.model.store import load_model
+from molvae.model.vae import SelfiesVAE
+from molvae.optim.objectives import Objective, parse_objective, score_table
+from molvae.optim.oracle import Filters, Oracle
+from molvae.optim.results import finish_table, summarize, write_outputs
+from molvae.optim.search import (
+    ACQUISITIONS,
+    METHODS,
+    CmaEs,
+    Evaluator,
+    GradientAscent,
+    LatentOptimizer,
+    RandomSearch,
+    TrustRegionBO,
+    WarmStart,
+    fill_failures,
+    run_search,
+)
+from molvae.tracking import Tracker, local_model_dir
+
+log = logging.getLogger(__name__)
+
+SURROGATE_MAX_TRAIN = 4000
+
+
+@dataclass
+class OptimizeConfig:
+    """Options of ``molvae optimize``."""
+
+    model: str = option(help="trained model folder (`molvae train --out`) or models:/NAME/VERSION")
+    objective: str = option("qed", help="what to maximize: qed, plogp, min:sa, mw_range:300:450, "
+                            "similarity:SMILES, package.module:function or an MPO FILE.yaml")
+    budget: int = option(1000, help="oracle calls: new unique valid molecules scored")
+    out: Path = option(Path("optimize"), help="output folder")
+    method: str = option("cmaes", help=f"optimizer: {', '.join(METHODS)}")
+    data: Path | None = option(None, help="prepared data folder: warm start, novelty, size guards")
+    regress: Path | None = option(None, help="regress output folder: its surrogate climbs "
+                                  "single-property objectives (gradient method)")
+    start: str | None = option(None, help="constrained mode: SMILES of the molecule to improve")
+    min_similarity: float = option(0.4, help="constrained mode: least Tanimoto similarity to "
+                                   "--start of a solution")
+    radius: float = option(0.5, help="constrained mode: spread of the search around the start's z")
+    batch_size: int = option(64, help="latent points proposed per step")
+    init_size: int = option(64, help="initial design scored by the oracle when no free labels")
+    max_sa: float | None = option(None, help="guard: largest SA score of a solution")
+    max_ring_size: int | None = option(8, help="guard: largest ring of a solution")
+    max_heavy_atoms: int | None = option(None, help="guard: most heavy atoms (default: the "
+                                         "training set's largest, with --data)")
+    max_tokens: int | None = option(None, help="guard: most SELFIES tokens (default: the "
+                                    "training set's longest)")
+    pains: bool = option(True, help="guard: reject PAINS alerts")
+    novel_only: bool = option(False, help="guard: molecules of the training set (--data) are "
+                              "not solutions")
+    acquisition: str = option("ei", help=f"bo: acquisition, {' or '.join(ACQUISITIONS)}")
+    trust_length: float = option(0.8, help="bo: initial trust-region side length")
+    sigma: float = option(0.5, help="cmaes: initial step size")
+    prior_weight: float = option(0.05, help="gradient: weight of the -||z||^2/2 prior term")
+    ascent_steps: int = option(40, help="gradient: Adam steps per trajectory")
+    learning_rate: float = option(0.05, help="gradient: Adam step size")
+    refit_every: int = option(4, help="gradient: refit the surrogate every N steps")
+    surrogate_epochs: int = option(SURROGATE_EPOCHS, help="gradient: most epochs of a "
+                                   "surrogate fit")
+    surrogate_hidden: int = option(SURROGATE_HIDDEN, help="gradient: hidden width of a fitted "
+                                   "surrogate")
+    patience: int = option(20, help="stop after this many steps without a new molecule")
+    grid_size: int = option(24, help="top molecules drawn in grid.png (0 = none)")
+    cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
+    device: str = option("auto", help="auto, cpu, cuda, cuda:1, mps")
+    seed: int = option(0, help="random seed")
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got '{self.method}'")
+        if self.acquisition not in ACQUISITIONS:
+            raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, "
+                              f"got '{self.acquisition}'")
+        for key in ("budget", "batch_size", "init_size", "ascent_steps", "refit_every",
+                    "surrogate_epochs", "surrogate_hidden", "patience"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("radius", "trust_length", "sigma", "learning_rate"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.min_similarity <= 1:
+            raise ConfigError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
+        if self.novel_only and self.data is None:
+            raise ConfigError("novel_only needs data (the prepared folder holding the training "
+                              "set)")
+        if self.start is not None and chem.canonical_smiles(self.start) is None:
+            raise ConfigError(f"start '{self.start}' is not a valid SMILES")
+        self.parsed_objective()
+
+    def parsed_objective(self) -> Objective:
+        """The objective; a bad spec raises a ConfigError naming what is wrong."""
+        try:
+            return parse_objective(self.objective)
+        except ConfigError as err:
+            raise ConfigError(f"objective: {err}") from None
+
+
+@dataclass
+class OptimizeResult:
+    """Where the candidates went and the headline numbers."""
+
+    out: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        m = self.metrics
+        text = (f"{m['method']} on {m['objective']}: top-1 {m['top1']:.3f}, top-10 mean "
+                f"{m['top10_mean']:.3f}, AUC top-10 {m['auc_top10']:.3f} after {m['n_calls']} of "
+                f"{m['budget']} oracle calls ({m['n_solutions']} solutions; "
+                f"{m['n_pass_filters']} pass the guards) in {m['wall_seconds']:.0f} s")
+        if "improvement" in m:
+            text += f"; improvement over the start {m['improvement']:+.3f}"
+        return f"{text}\n  → {self.out / 'candidates.csv'}"
+
+
+@dataclass
+class Context:
+    """What the setup found: the model, the training table and latents, the start's z."""
+
+    model: SelfiesVAE
+    train: pd.DataFrame | None = None
+    train_z: np.ndarray | None = None
+    start: str | None = None
+    start_z: np.ndarray | None = None
+
+
+def load_context(config: OptimizeConfig) -> Context:
+    """Load the model, encode the training set (with ``--data``) and the start molecule."""
+    context = Context(load_model(local_model_dir(config.model), config.device))
+    if config.data is not None:
+        cache = config.cache_dir or config.out / "cache"
+        context.train_z, context.train = encode_split(context.model, config.data, "train",
+                                                             cache)
+    if config.start is not None:
+        context.start = chem.canonical_smiles(config.start)
+        context.start_z = context.model.encode([context.start])[0][0]
+        if not np.isfinite(context.start_z).all():
+            raise ConfigError(f"start '{config.start}' cannot be encoded by this model "
+                              "(a SELFIES token outside its vocabulary)")
+    return context
+
+
+def make_filters(config: OptimizeConfig, context: Context) -> Filters:
+    """Guards, with size limits defaulting to the training set's largest molecule."""
+    heavy, tokens = config.max_heavy_atoms, config.max_tokens
+    if context.train is not None:
+        heavy = heavy if heavy is not None else int(context.train["heavy_atoms"].max())
+        tokens = tokens if tokens is not None else int(context.train["n_tokens"].max())
+    tokens = tokens if tokens is not None else int(context.model.vocab.max_length)
+    known = frozenset(context.train["smiles"]) if config.novel_only else frozenset()
+    return Filters(config.max_sa, config.max_ring_size, heavy, tokens, config.pains, known)
+
+
+def warm_start(config: OptimizeConfig, context: Context, objective: Objective, oracle: Oracle,
+               rng: np.random.Generator) -> WarmStart:
+    """Free training labels when there are any, else an initial design scored by the oracle."""
+    dim = context.model.latent_dim
+    if context.start_z is not None:
+        center, scale = context.start_z.astype(float), config.radius
+        design = center + scale * rng.standard_normal((config.init_size, dim))
+        design[0] = center
+    else:
+        center, scale = np.zeros(dim), 1.0
+        labels = score_table(objective, context.train) if context.train is not None else None
+        if labels is not None:
+            usable = np.isfinite(context.train_z).all(axis=1)
+            log.info("warm start: %d training molecules with free %s labels", usable.sum(),
+                     objective.name)
+            return WarmStart(context.train_z[usable], labels[usable], center, scale)
+        if context.train_z is not None:
+            usable = np.flatnonzero(np.isfinite(context.train_z).all(axis=1))
+            picked = rng.choice(usable, size=min(config.init_size, len(usable)), replace=False)
+            design = context.train_z[picked].astype(float)
+        else:
+            design = rng.standard_normal((config.init_size, dim))
+    design = design[:max(1, min(len(design), config.budget // 4))]
+    initial = Evaluator(context.model, oracle, f"{config.method}/init")
+    return WarmStart(design, initial(design), center, scale)
+
+
+def _surrogate_fitter(config: OptimizeConfig, warm: WarmStart):  # noqa: ANN202 (a closure)
+    """Fit a surrogate on observed values plus at most SURROGATE_MAX_TRAIN warm-start rows."""
+    rng = np.random.default_rng(config.seed + 1)
+    n_warm = len(warm.y)
+    warm_rows = np.sort(rng.choice(n_warm, size=min(n_warm, SURROGATE_MAX_TRAIN), replace=False))
+
+    def fit(z: np.ndarray, y: np.ndarray) -> Any:
+        rows = np.concatenate([warm_rows, np.arange(n_warm, len(y))])
+        return fit_surrogate(z[rows], fill_failures(y)[rows], seed=config.seed,
+                                    epochs=config.surrogate_epochs,
+                                    hidden_dim=config.surrogate_hidden)
+
+    return fit
+
+
+def make_optimizer(config: OptimizeConfig, context: Context, objective: Objective,
+                   oracle: Oracle, rng: np.random.Generator) -> LatentOptimizer:
+    """The chosen optimizer, warm-started (random search needs no warm start)."""
+    evaluate = Evaluator(context.model, oracle, config.method)
+    common = {"batch_size": config.batch_size, "rng": rng}
+    if config.method == "random":
+        center = context.start_z.astype(float) if context.start_z is not None else \
+            np.zeros(context.model.latent_dim)
+        scale = config.radius if context.start_z is not None else 1.0
+        empty = WarmStart(np.empty((0, len(center))), np.empty(0), center, scale)
+        return RandomSearch(evaluate, empty, **common)
+    warm = warm_start(config, context, objective, oracle, rng)
+    if config.method == "cmaes":
+        return CmaEs(evaluate, warm, sigma=config.sigma, seed=config.seed, **common)
+    if config.method == "bo":
+        return TrustRegionBO(evaluate, warm, acquisition=config.acquisition,
+                             length=config.trust_length, seed=config.seed, **common)
+    fit = _surrogate_fitter(config, warm)
+    surrogate, sign = None, 1.0
+    single = objective.surrogate_property
+    if config.regress is not None and single is not None:
+        try:
+            surrogate, sign = load_surrogate(config.regress, single[0]), single[1]
+            log.info("gradient: surrogate of %s from %s", single[0], config.regress)
+        except FileNotFoundError as err:
+            log.info("gradient: %s; fitting one instead", err)
+    if surrogate is None:
+        surrogate = fit(warm.z, warm.y)
+        log.info("gradient: surrogate fitted on %d points (validation r2 %.2f)",
+                 int(surrogate.scores.get("n_train", 0)), surrogate.scores.get("r2", math.nan))
+    return GradientAscent(evaluate, warm, surrogate=surrogate, refit=fit, sign=sign,
+                          steps=config.ascent_steps, lr=config.learning_rate,
+                          prior_weight=config.prior_weight, refit_every=config.refit_every,
+                          **common)
+
+
+def run(config: OptimizeConfig, tracker: Tracker | None = None) -> OptimizeResult:
+    """Optimize ``config.objective`` in the latent space of ``config.model``."""
+    tracker = tracker or Tracker()
+    started = time.perf_counter()
+    objective = config.parsed_objective()
+    context = load_context(config)
+    oracle = Oracle(objective, config.budget, make_filters(config, context), context.start,
+                    config.min_similarity)
+    start_record = oracle.measure(context.start) if context.start is not None else None
+    rng = np.random.default_rng(config.seed)
+    optimizer = make_optimizer(config, context, objective, oracle, rng)
+    stop = run_search(optimizer, oracle, config.patience)
+    seconds = time.perf_counter() - started
+    table, trace = finish_table(oracle.table(), context.train), oracle.trace()
+    metrics = summarize(config.method, oracle, table, start_record, seconds, stop)
+    written = write_outputs(config.out, {k: str(v) for k, v in asdict(config).items()}, table,
+                            trace, metrics, start_record, config.grid_size)
+    every = max(1, len(trace) // 200)  # at most ~200 points per curve in MLflow
+    for row in trace.iloc[every - 1::every].to_dict("records"):
+        step = int(row.pop("oracle_calls"))
+        tracker.log_metrics({f"trace/{name}": value for name, value in row.items()}, step=step)
+    tracker.log_metrics({k: float(v) for k, v in metrics.items()
+                         if isinstance(v, (int, float, bool))})
+    tracker.set_tags({"objective": objective.name, "method": config.method})
+    for path in written:
+        tracker.log_artifact(path)
+    return OptimizeResult(config.out, metrics)

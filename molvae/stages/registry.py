@@ -1,0 +1,84 @@
+"""The stage registry: each stage declares its config, what it reads and writes, and whether a
+killed run resumes; the CLI and pipelines derive everything else from these declarations.
+
+Entries name modules as strings so that ``molvae --help`` does not import torch, RDKit or
+MLflow. Every stage module has ``run(config, tracker) -> result``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from molvae import config as cfg
+from molvae import tracking
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: ``molvae.stages.<name>.run(config, tracker) -> result``.
+
+    Attributes:
+        name: the sub-command and pipeline key.
+        config_class: the config dataclass, ``module:Class`` (or a name in the stage module).
+        help: one line for ``--help``.
+        reads: config key -> the earlier stage whose output fills it in a pipeline.
+        output_file: the stage's ``out`` is this file inside its folder ('' = the folder).
+        resumable: a killed run continues in its folder (``resume``) instead of restarting.
+    """
+
+    name: str
+    config_class: str
+    help: str
+    reads: dict[str, str] = field(default_factory=dict)
+    output_file: str = ""
+    resumable: bool = False
+
+    @property
+    def module(self) -> str:
+        return f"molvae.stages.{self.name}"
+
+    def config_type(self) -> type:
+        module, _, name = self.config_class.rpartition(":")
+        return getattr(importlib.import_module(module or self.module), name)
+
+    def callable(self) -> Any:
+        return importlib.import_module(self.module).run
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("prep", "PrepConfig",
+          "standardize molecules, compute properties, SELFIES, vocabulary and splits"),
+    Stage("train", "molvae.training.config:TrainConfig",
+          "train the SELFIES VAE (KL annealing, checkpoints, --resume, torchrun DDP)",
+          reads={"data": "prep"}, resumable=True),
+    Stage("sample", "SampleConfig", "generate molecules from the prior of a trained model",
+          reads={"model": "train"}, output_file="samples.csv"),
+    Stage("score", "ScoreConfig",
+          "MOSES-style quality report of generated molecules (validity, FCD, SNN, ...)",
+          reads={"generated": "sample", "reference": "prep"}),
+    Stage("regress", "RegressConfig",
+          "predict properties from the latent space: regressors, CV scores, surrogates",
+          reads={"model": "train", "data": "prep"}),
+    Stage("optimize", "OptimizeConfig",
+          "optimize an objective in latent space (gradient, bo, cmaes, random) under an "
+          "oracle budget", reads={"model": "train", "data": "prep", "regress": "regress"}),
+)}
+
+
+def get_stage(name: str) -> Stage:
+    """The stage called ``name``; an unknown name is an error listing the known ones."""
+    if name not in STAGES:
+        raise cfg.ConfigError(f"unknown stage '{name}' (stages: {', '.join(STAGES)})")
+    return STAGES[name]
+
+
+def run_stage(name: str, config: Any, track: bool = True, run_name: str | None = None) -> Any:
+    """Run one stage inside its own MLflow run (nested under an active pipeline run)."""
+    stage = get_stage(name)
+    track = track and os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 records
+    with tracking.stage_run(name, cfg.to_dict(config), enabled=track,
+                            run_name=run_name) as tracker:
+        return stage.callable()(config, tracker)

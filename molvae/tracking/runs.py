@@ -1,0 +1,178 @@
+"""MLflow runs: one per stage, nested under a pipeline's run.
+
+Every stage runs inside :func:`stage_run`, which yields a :class:`Tracker`. Stage code only
+calls the tracker's small API (params, metrics, artifacts), so it never imports MLflow and
+runs the same with tracking off (``--no-track`` gives a :class:`NullTracker`).
+
+Defaults follow MLflow's own local conventions: a SQLite store ``mlflow.db`` and artifacts in
+``./mlartifacts`` in the working directory, so ``mlflow ui`` there shows every run.
+``MLFLOW_TRACKING_URI`` (and ``MLFLOW_EXPERIMENT_NAME``) point it elsewhere, e.g. a team server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "molvae"
+_METRIC_NAME = re.compile(r"[^0-9A-Za-z_\-. /:]")
+
+log = logging.getLogger(__name__)
+
+
+def metric_name(name: str) -> str:
+    """An MLflow-legal metric name (MLflow rejects e.g. '@': 'unique@1000' -> 'unique_at_1000')."""
+    return _METRIC_NAME.sub("_", name.replace("@", "_at_"))
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:6000]
+    return flat
+
+
+class Tracker:
+    """What a stage may record. This base class records nothing (tracking turned off)."""
+
+    run_id: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record configuration values (nested mappings are flattened with dots)."""
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        """Record numeric results; None and non-finite values are skipped."""
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Attach a file or a whole folder to the run."""
+
+    def log_dict(self, data: Any, name: str) -> None:
+        """Attach a JSON document to the run."""
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Label the run (e.g. the stage name, the output folder)."""
+
+    def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
+                         registered_model_name: str | None = None,
+                         pip_requirements: list[str] | None = None,
+                         code_paths: list[str] | None = None, signature: Any = None,
+                         input_example: Any = None) -> str | None:
+        """Store (and optionally register) an MLflow pyfunc model; returns its URI."""
+        return None
+
+
+NullTracker = Tracker
+
+
+class MlflowTracker(Tracker):
+    """Records into the active MLflow run."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        flat = _flatten(params)
+        items = list(flat.items())
+        for start in range(0, len(items), 100):
+            mlflow.log_params(dict(items[start:start + 100]))
+
+    def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
+        import mlflow
+
+        clean = {metric_name(k): float(v) for k, v in metrics.items()
+                 if v is not None and isinstance(v, (int, float)) and math.isfinite(v)}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        path = Path(path)
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_dict(self, data: Any, name: str) -> None:
+        import mlflow
+
+        mlflow.log_dict(data, name)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
+                         registered_model_name: str | None = None,
+                         pip_requirements: list[str] | None = None,
+                         code_paths: list[str] | None = None, signature: Any = None,
+                         input_example: Any = None) -> str | None:
+        import mlflow
+
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=python_model, artifacts=artifacts,
+            registered_model_name=registered_model_name, signature=signature,
+            input_example=input_example, pip_requirements=pip_requirements, code_paths=code_paths,
+        )
+        return info.model_uri
+
+
+def configure() -> str:
+    """Point MLflow at the store in use and select the experiment; returns the tracking URI."""
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri == DEFAULT_URI:  # absolute, so a changed working folder never reuses a cached store
+        uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    if mlflow.get_experiment_by_name(name) is None:
+        local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+        location = (Path.cwd() / "mlartifacts").as_uri() if local else None
+        mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+    return uri
+
+
+@contextmanager
+def stage_run(stage: str, params: Mapping[str, Any] | None = None, enabled: bool = True,
+              run_name: str | None = None) -> Iterator[Tracker]:
+    """One MLflow run for one stage (nested when a pipeline run is already active).
+
+    Args:
+        stage: stage name, stored as the ``stage`` tag and the default run name.
+        params: the stage config as plain data; logged as params and as ``config.json``.
+        enabled: False yields a tracker that records nothing.
+        run_name: overrides the run's display name.
+    """
+    if not enabled:
+        yield NullTracker()
+        return
+    import mlflow
+
+    configure()
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name=run_name or stage, nested=nested) as run:
+        tracker = MlflowTracker(run.info.run_id)
+        tracker.set_tags({"stage": stage, "molvae.stage": stage})
+        if params:
+            tracker.log_params(params)
+            tracker.log_dict(dict(params), "config.json")
+        yield tracker

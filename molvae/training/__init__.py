@@ -1,0 +1,1 @@
+"""Training: the loop, its config, schedules, distributed setup, evaluation, checkpoints."""

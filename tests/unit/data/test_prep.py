@@ -1,0 +1,115 @@
+"""The prep stage: conservation of molecules, splits, extra columns, vocabulary."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from molvae import chem
+from molvae.config import ConfigError, from_dict
+from molvae.data.tokens import Vocab
+from molvae.stages.prep import PrepConfig
+from molvae.stages.prep import run as prep
+from tests.conftest import FIXTURES
+
+
+def run_prep(tmp_path: Path, **options) -> Path:
+    out = tmp_path / "prepared"
+    prep(from_dict(PrepConfig, {"out": str(out), "workers": 1, **options}))
+    return out
+
+
+def read_splits(out: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(out / f"{s}.parquet").assign(split=s)
+                      for s in ("train", "val", "test")], ignore_index=True)
+
+
+def test_every_messy_row_ends_in_exactly_one_place(tmp_path: Path) -> None:
+    raw = pd.read_csv(FIXTURES / "messy.csv", keep_default_na=False)
+    out = run_prep(tmp_path, inputs=[str(FIXTURES / "messy.csv")])
+    kept, rejects = read_splits(out), pd.read_csv(out / "rejects.csv")
+    dupes = pd.read_csv(out / "duplicates.csv")
+    rows = sorted([*kept["row"], *rejects["row"], *dupes["row"]])
+    assert rows == list(range(1, len(raw) + 1))
+    reasons = dict(zip(rejects["row"], rejects["reason"]))
+    by_name = dict(zip(raw["name"], range(1, len(raw) + 1)))
+    assert reasons[by_name["empty"]] == chem.RejectReason.EMPTY
+    assert reasons[by_name["tin"]].startswith(chem.RejectReason.ELEMENT)
+    assert reasons[by_name["pentavalent_carbon"]].startswith(chem.RejectReason.VALENCE)
+    assert reasons[by_name["bad_aromatic"]].startswith(chem.RejectReason.KEKULIZE)
+    assert reasons[by_name["long_chain"]].startswith(chem.RejectReason.TOO_LARGE)
+    assert dupes.iloc[0]["duplicate_of_row"] == by_name["aspirin"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["input"] == len(raw)
+    assert report["counts"]["kept"] == len(kept)
+
+
+def test_kept_rows_carry_properties_selfies_and_user_columns(tmp_path: Path) -> None:
+    out = run_prep(tmp_path, inputs=[str(FIXTURES / "messy.csv")])
+    kept = read_splits(out).set_index("name")
+    assert kept.loc["sodium_benzoate", "smiles"] == "O=C(O)c1ccccc1"
+    assert kept.loc["aspirin", "activity"] == pytest.approx(5.1)
+    assert pd.api.types.is_float_dtype(kept["activity"])
+    for column in ("selfies", "n_tokens", "source", "row", *chem.PROPERTY_NAMES):
+        assert kept[column].notna().all(), column
+    vocab = Vocab.load(out / "vocab.json")
+    train = pd.read_parquet(out / "train.parquet")
+    for smiles, selfies in zip(train["smiles"], train["selfies"]):
+        assert vocab.to_smiles(vocab.encode(selfies)) == smiles
+
+
+def test_no_stereo_option(tmp_path: Path) -> None:
+    out = run_prep(tmp_path, inputs=[str(FIXTURES / "messy.csv")], stereo=False)
+    assert "CC(N)C(=O)O" in set(read_splits(out)["smiles"])
+
+
+@pytest.mark.parametrize("split", ["random", "scaffold"])
+def test_splits_are_disjoint_and_sized(tmp_path: Path, split: str) -> None:
+    out = run_prep(tmp_path, inputs=[str(FIXTURES / "molecules.csv")], split=split,
+                   val_fraction=0.1, test_fraction=0.1)
+    kept = read_splits(out)
+    assert len(kept) == 100 and kept["smiles"].is_unique
+    assert (kept["split"] == "train").sum() >= 70
+    if split == "scaffold":
+        scaffolds = kept.assign(scaffold=kept["smiles"].map(chem.scaffold))
+        owners = scaffolds.groupby("scaffold")["split"].nunique()
+        assert (owners == 1).all(), "a scaffold appears in two splits"
+
+
+def test_parallel_matches_serial(tmp_path: Path) -> None:
+    inputs = [str(FIXTURES / "molecules.csv")]
+    serial = read_splits(run_prep(tmp_path / "a", inputs=inputs, workers=1))
+    parallel = read_splits(run_prep(tmp_path / "b", inputs=inputs, workers=2, chunk_size=30))
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_bad_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'splt'"):
+        from_dict(PrepConfig, {"inputs": ["x.csv"], "splt": "random"}, where="prep")
+    with pytest.raises(ConfigError, match="split must be"):
+        from_dict(PrepConfig, {"inputs": ["x.csv"], "split": "cluster"})
+    with pytest.raises(ConfigError, match="max_tokens"):
+        from_dict(PrepConfig, {"inputs": ["x.csv"], "max_tokens": "many"})
+
+
+def test_missing_file_and_column_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nothere.csv"):
+        run_prep(tmp_path, inputs=[str(tmp_path / "nothere.csv")])
+    with pytest.raises(ConfigError, match="no column 'structure'"):
+        run_prep(tmp_path, inputs=[str(FIXTURES / "molecules.csv")], smiles_col="structure")
+
+
+def test_reads_smi_and_sdf(tmp_path: Path) -> None:
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\nc1ccccc1O phenol\nXX bad\n")
+    from rdkit import Chem
+
+    sdf = tmp_path / "in.sdf"
+    with Chem.SDWriter(str(sdf)) as writer:
+        for s in ("CCN", "CCCl"):
+            writer.write(Chem.MolFromSmiles(s))
+    out = run_prep(tmp_path, inputs=[str(smi), str(sdf)], val_fraction=0, test_fraction=0)
+    kept = read_splits(out)
+    assert set(kept["smiles"]) == {"CCO", "Oc1ccccc1", "CCN", "CCCl"}
+    assert len(pd.read_csv(out / "rejects.csv")) == 1

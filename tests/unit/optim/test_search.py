@@ -1,0 +1,171 @@
+"""The optimizers on a transparent toy decoder, and the stage on a tiny trained model.
+
+The toy decoder makes each latent coordinate pick a fragment of a chain, larger fragments for
+larger values (0 to 10 heavy atoms), so "heavy atoms" rises step by step with z and an
+optimizer that works must climb it. The tiny trained model then checks the stage end to end
+(budget, outputs, constraints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from molvae import chem
+from molvae.config import ConfigError, from_dict
+from molvae.optim import search as opt
+from molvae.optim.objectives import parse_objective
+from molvae.optim.oracle import Oracle
+
+FRAGMENTS = ("", "C", "CO", "CCN", "CC(=O)N", "C1CCCC1", "c1ccccc1", "c1ccc2ccccc2c1")
+TOY_DIM = 6
+
+
+class ToyDecoder:
+    """z → 'C' + one fragment per coordinate (the interval [-2, 2] split evenly)."""
+
+    latent_dim = TOY_DIM
+
+    def decode(self, z: np.ndarray) -> list[str | None]:
+        bins = np.clip(((np.asarray(z) + 2) / 4 * len(FRAGMENTS)).astype(int), 0,
+                       len(FRAGMENTS) - 1)
+        return [chem.canonical_smiles("C" + "".join(FRAGMENTS[b] for b in row)) for row in bins]
+
+
+class ConstantDecoder(ToyDecoder):
+    """Every z decodes to the same molecule: a search that can never find anything new."""
+
+    def decode(self, z: np.ndarray) -> list[str | None]:
+        return ["CCO"] * len(z)
+
+
+def warm_start(oracle: Oracle, rng: np.random.Generator) -> opt.WarmStart:
+    """A poor initial design (small fragments), scored through the oracle like the stage does."""
+    design = rng.normal(-1.2, 0.3, (12, TOY_DIM))
+    fitness = opt.Evaluator(ToyDecoder(), oracle, "init")(design)
+    return opt.WarmStart(design, fitness, np.zeros(TOY_DIM), 1.0)
+
+
+def make(method: str, oracle: Oracle, warm: opt.WarmStart, rng: np.random.Generator):  # noqa: ANN201
+    from molvae.latent.surrogate import fit_surrogate
+
+    evaluate = opt.Evaluator(ToyDecoder(), oracle, method)
+    common = {"batch_size": 12, "rng": rng}
+    if method == "random":
+        return opt.RandomSearch(evaluate, warm, **common)
+    if method == "cmaes":
+        return opt.CmaEs(evaluate, warm, sigma=0.5, **common)
+    if method == "bo":
+        return opt.TrustRegionBO(evaluate, warm, candidates=300, **common)
+
+    def refit(z: np.ndarray, y: np.ndarray):  # noqa: ANN202
+        return fit_surrogate(z, opt.fill_failures(y), epochs=40, hidden_dim=32)
+
+    return opt.GradientAscent(evaluate, warm, surrogate=refit(warm.z, warm.y), refit=refit,
+                              steps=12, lr=0.1, snapshots=3, refit_every=5, **common)
+
+
+@pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient"])
+def test_each_optimizer_climbs_and_respects_the_budget(method: str) -> None:
+    rng = np.random.default_rng(0)
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=60)
+    warm = warm_start(oracle, rng)
+    start_best = np.nanmax(warm.y)
+    stop = opt.run_search(make(method, oracle, warm, rng), oracle)
+    assert stop == "budget"
+    assert oracle.calls == 60
+    table = oracle.table()
+    assert len(table) == 60 and table["oracle_call"].max() == 60
+    found = table[table["method"] == method]["score"].max()
+    assert found > start_best + 2, f"{method} found {found}, the start had {start_best}"
+
+
+def test_a_search_that_finds_nothing_new_stops_early() -> None:
+    oracle = Oracle(parse_objective("qed"), budget=50)
+    evaluate = opt.Evaluator(ConstantDecoder(), oracle, "random")
+    warm = opt.WarmStart(np.zeros((0, TOY_DIM)), np.zeros(0), np.zeros(TOY_DIM))
+    search = opt.RandomSearch(evaluate, warm, 4, np.random.default_rng(0))
+    assert opt.run_search(search, oracle, patience=5) == "stalled"
+    assert oracle.calls == 1
+    assert oracle.auc_top() == pytest.approx(chem.smiles_properties("CCO")["qed"])
+
+
+def test_fill_failures_ranks_nan_last() -> None:
+    filled = opt.fill_failures(np.array([0.5, np.nan, 0.9]))
+    assert filled[1] < 0.5 and filled[0] == 0.5
+    assert opt.fill_failures(np.array([np.nan, np.nan])).tolist() == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------- the stage, tiny real model
+
+def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):  # noqa: ANN201
+    from molvae.stages.optimize import OptimizeConfig, run
+
+    config = from_dict(OptimizeConfig, {
+        "model": str(tiny_model), "data": str(prepared_dir), "out": str(tmp_path / "out"),
+        "budget": 12, "batch_size": 8, "init_size": 8, "patience": 3, "device": "cpu",
+        "ascent_steps": 5, "surrogate_epochs": 10, "surrogate_hidden": 16, "grid_size": 0,
+        **options})
+    return run(config)
+
+
+def test_novel_only_keeps_training_molecules_out_of_the_solutions(
+        tiny_model: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    from molvae.model.store import load_model
+    from molvae.stages.optimize import Context, OptimizeConfig, make_filters
+
+    train = pd.read_parquet(prepared_dir / "train.parquet")
+    context = Context(load_model(tiny_model, "cpu"), train=train)
+    options = {"model": str(tiny_model), "data": str(prepared_dir)}
+    assert make_filters(from_dict(OptimizeConfig, options), context).known == frozenset()
+    guarded = make_filters(from_dict(OptimizeConfig, {**options, "novel_only": True}), context)
+    assert guarded.known == frozenset(train["smiles"])
+    result = run(tiny_model, prepared_dir, tmp_path, method="random", novel_only=True)
+    table = pd.read_csv(result.out / "candidates.csv")
+    assert table.loc[table["solution"], "novel"].all()
+    with pytest.raises(ConfigError, match="novel_only needs data"):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "novel_only": True})
+
+
+@pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient"])
+def test_stage_stays_within_budget_and_writes_outputs(method: str, tiny_model: Path,
+                                                      prepared_dir: Path,
+                                                      tmp_path: Path) -> None:
+    result = run(tiny_model, prepared_dir, tmp_path, method=method,
+                 objective="tests.unit.optim.test_objectives:ring_atoms")
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "candidates.csv")
+    assert result.metrics["n_calls"] == len(table) <= 12
+    assert table["oracle_call"].max() == len(table)
+    assert {"smiles", "score", "passes_filters", "novel", "oracle_call", "method", *chem
+            .PROPERTY_NAMES} <= set(table.columns)
+    assert (out / "trace.png").stat().st_size > 0 and (out / "summary.json").is_file()
+    assert len(pd.read_csv(out / "trace.csv")) == result.metrics["n_calls"]
+
+
+def test_constrained_mode_reports_similarity_and_improvement(tiny_model: Path,
+                                                              prepared_dir: Path,
+                                                              tmp_path: Path) -> None:
+    start = pd.read_parquet(prepared_dir / "test.parquet")["smiles"].iloc[0]
+    result = run(tiny_model, prepared_dir, tmp_path, method="random", objective="qed",
+                 start=start, min_similarity=0.3)
+    table = pd.read_csv(tmp_path / "out" / "candidates.csv")
+    assert table["similarity"].between(0, 1).all()
+    assert (table.loc[table["solution"], "similarity"] >= 0.3).all()
+    assert (table.loc[~table["feasible"], "solution"] == False).all()  # noqa: E712
+    assert result.metrics["start_score"] == pytest.approx(chem.smiles_properties(start)["qed"])
+    assert "improvement" in result.metrics
+
+
+def test_bad_config_names_the_key(tiny_model: Path) -> None:
+    from molvae.stages.optimize import OptimizeConfig
+
+    with pytest.raises(ConfigError, match="method must be one of"):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "method": "annealing"})
+    with pytest.raises(ConfigError, match="objective: .*not understood"):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "objective": "potency"})
+    with pytest.raises(ConfigError, match="start 'C1CC' is not a valid SMILES"):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "start": "C1CC"})

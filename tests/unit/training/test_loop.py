@@ -1,0 +1,175 @@
+"""Training: schedules, batching, learning, early stopping, exact resume, DDP."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from molvae.config import ConfigError, from_dict
+from molvae.data.batching import epoch_batches
+from molvae.model.store import load_model
+from molvae.training.checkpoint import load_checkpoint
+from molvae.training.config import TrainConfig
+from molvae.training.loop import TrainResult, train_model
+from molvae.training.schedules import kl_weight, lr_factor
+
+FAST = {"preset": "tiny", "epochs": 2, "batch_size": 8, "eval_samples": 5, "eval_molecules": 5,
+        "log_model": False, "device": "cpu", "lr_warmup_steps": 2, "kl_warmup_steps": 5}
+
+
+@pytest.fixture(scope="module")
+def memorize_dir(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 training molecules that are also the validation set (to measure memorization)."""
+    out = tmp_path_factory.mktemp("memorize")
+    train = pd.read_parquet(prepared_dir / "train.parquet").head(64)
+    for split in ("train", "val"):
+        train.to_parquet(out / f"{split}.parquet")
+    (out / "vocab.json").write_text((prepared_dir / "vocab.json").read_text())
+    return out
+
+
+def train(data: Path, out: Path, **options: object) -> TrainResult:
+    config = from_dict(TrainConfig, {**FAST, "data": str(data), "out": str(out), **options})
+    return train_model(config)
+
+
+def test_kl_schedules() -> None:
+    def beta(step: int, **options: object) -> float:
+        config = from_dict(TrainConfig, {"data": "x", "beta_max": 0.5, "kl_warmup_steps": 10,
+                                         "kl_cycle_steps": 20, **options})
+        return kl_weight(step, config.kl_schedule, config.beta_max, config.kl_warmup_steps,
+                         config.kl_cycle_steps)
+
+    assert [beta(s) for s in (0, 5, 10, 100)] == [0.0, 0.25, 0.5, 0.5]
+    assert [beta(s, kl_schedule="cyclical") for s in (5, 15, 20, 25)] == [0.25, 0.5, 0.0, 0.25]
+    assert beta(0, kl_schedule="constant") == 0.5
+
+
+def test_lr_warms_up_then_decays() -> None:
+    factors = [lr_factor(s, warmup=4, total=20, schedule="cosine") for s in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert factors[4] == 1.0 and all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[-1] == pytest.approx(0.05, abs=0.02)
+    assert lr_factor(15, warmup=4, total=20, schedule="constant") == 1.0
+
+
+def test_epoch_batches_bucket_by_length_and_shard_across_ranks() -> None:
+    lengths = np.random.default_rng(0).integers(5, 60, size=103)
+    batches = epoch_batches(lengths, 10, seed=1, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(103))
+    assert batches == epoch_batches(lengths, 10, seed=1, epoch=0)
+    assert batches != epoch_batches(lengths, 10, seed=1, epoch=1)
+    assert all(list(lengths[b]) == sorted(lengths[b]) for b in batches)
+    ranks = [epoch_batches(lengths, 10, seed=1, epoch=0, rank=r, world_size=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 5
+    assert not {i for b in ranks[0] for i in b} & {i for b in ranks[1] for i in b}
+
+
+def test_bad_config_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="preset"):
+        from_dict(TrainConfig, {"data": "x", "preset": "huge"})
+    with pytest.raises(ConfigError, match="kl_warmup_steps"):
+        from_dict(TrainConfig, {"data": "x", "kl_schedule": "cyclical", "kl_warmup_steps": 30,
+                                "kl_cycle_steps": 10})
+    with pytest.raises(ConfigError, match="'learning_rate'"):
+        from_dict(TrainConfig, {"data": "x", "learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="word_dropout"):
+        from_dict(TrainConfig, {"data": "x", "word_dropout": 1.5})
+
+
+def test_training_learns_and_writes_its_outputs(memorize_dir: Path, tmp_path: Path) -> None:
+    result = train(memorize_dir, tmp_path / "m", epochs=10, batch_size=16,
+                   hidden_dim=32, lr=0.03, kl_schedule="constant", beta_max=0.001)
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    assert result.progress.finished and len(history) == 10
+    assert history["val_recon"].iloc[-1] < 0.85 * history["val_recon"].iloc[0]
+    assert history["token_accuracy"].iloc[-1] > history["token_accuracy"].iloc[0] + 0.05
+    for column in ("val_loss", "val_kl", "molecule_accuracy", "prior_validity",
+                   "prior_uniqueness", "active_units"):
+        assert column in history.columns
+    assert history["prior_validity"].eq(1.0).all()
+    best = history["val_loss"].idxmin()
+    assert result.progress.best_epoch == history["epoch"][best]
+    model = load_model(tmp_path / "m", device="cpu")
+    assert model.config.hidden_dim == 32 and model.latent_dim == 8
+    assert (tmp_path / "m" / "latent.json").is_file()
+
+
+def test_resume_ends_with_the_same_weights(memorize_dir: Path, tmp_path: Path) -> None:
+    options = {"max_train": 32, "word_dropout": 0.2, "free_bits": 0.01, "checkpoint_every": 3,
+               "epochs": 3}
+    whole = train(memorize_dir, tmp_path / "whole", **options)
+    parts = tmp_path / "parts"
+    assert not train(memorize_dir, parts, max_steps=5, **options).progress.finished
+    assert load_checkpoint(parts)["progress"]["batch"] == 1  # stopped inside epoch 2
+    train(memorize_dir, parts, max_steps=8, resume=True, **options)  # stops at an epoch's end
+    resumed = train(memorize_dir, parts, resume=True, **options)
+    assert resumed.progress.finished and resumed.progress.step == whole.progress.step == 12
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(parts)
+    for key, value in a["model"]["state_dict"].items():
+        assert torch.allclose(value, b["model"]["state_dict"][key], rtol=0, atol=0), key
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+    assert whole.progress.history == resumed.progress.history
+
+
+def test_early_stopping_and_resuming_a_finished_run(memorize_dir: Path, tmp_path: Path) -> None:
+    result = train(memorize_dir, tmp_path / "m", lr=0.0, epochs=10, patience=2, max_train=16)
+    assert result.progress.finished and result.progress.epoch == 3  # best at 1, then 2 bad
+    again = train(memorize_dir, tmp_path / "m", lr=0.0, epochs=10, patience=2, max_train=16,
+                  resume=True)
+    assert again.progress.step == result.progress.step
+
+
+def test_property_head_learns_standardized_targets(prepared_dir: Path, tmp_path: Path) -> None:
+    train(prepared_dir, tmp_path / "m", epochs=1, property_head=["qed", "mw"])
+    model = load_model(tmp_path / "m", device="cpu")
+    table = pd.read_parquet(prepared_dir / "train.parquet")
+    np.testing.assert_allclose(model.property_mean.numpy(), table[["qed", "mw"]].mean(),
+                               rtol=1e-5)
+    mu, _ = model.encode(table["smiles"].head(5).tolist())
+    assert model.predict_properties(mu).shape == (5, 2)
+    assert "val_property_mse" in pd.read_csv(tmp_path / "m" / "history.csv").columns
+    with pytest.raises(ValueError, match="no_such_column"):
+        train(prepared_dir, tmp_path / "n", property_head=["no_such_column"])
+
+
+def test_tiny_model_memorizes_64_molecules(memorize_dir: Path, tmp_path: Path) -> None:
+    train(memorize_dir, tmp_path / "m", epochs=120, batch_size=32, hidden_dim=64,
+          latent_dim=16, embed_dim=16, lr=0.03, lr_warmup_steps=0, weight_decay=0.0,
+          kl_schedule="constant", beta_max=0.001, patience=0, eval_samples=0,
+          eval_molecules=64)
+    model = load_model(tmp_path / "m", device="cpu")
+    smiles = pd.read_parquet(memorize_dir / "train.parquet")["smiles"].tolist()
+    exact = np.mean([a == b for a, b in zip(model.reconstruct(smiles), smiles)])
+    assert exact >= 0.95
+
+
+def test_two_process_ddp_training_step(prepared_dir: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "molvae.cli", "train", "--data", str(prepared_dir),
+               "--out", str(tmp_path / "m"), "--preset", "tiny", "--epochs", "1",
+               "--batch-size", "8", "--device", "cpu", "--eval-samples", "5", "--no-track",
+               "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    progress = load_checkpoint(tmp_path / "m")["progress"]
+    n_train = len(pd.read_parquet(prepared_dir / "train.parquet"))
+    assert progress["step"] == (-(-n_train // 8) // 2) and progress["finished"]
+    assert len(load_checkpoint(tmp_path / "m")["rng"]) == 2
+    assert (tmp_path / "m" / "model.pt").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_training_on_cuda(prepared_dir: Path, tmp_path: Path) -> None:
+    result = train(prepared_dir, tmp_path / "m", device="cuda", epochs=2, log_every=1)
+    assert result.progress.finished
+    history = pd.read_csv(tmp_path / "m" / "history.csv")
+    assert np.isfinite(history["val_loss"]).all() and history["prior_validity"].eq(1.0).all()
+    assert load_model(tmp_path / "m").device.type == "cuda"

@@ -23,6 +23,7 @@ from molvae.data.sources import read_moses
 from molvae.model.store import load_model
 from molvae.model.vae import PRIORS
 from molvae.scoring.metrics import novelty, unique_at_k
+from molvae.tracking import local_model_dir
 
 
 def test_smiles(data: str, test: str, limit: int, seed: int) -> list[str]:
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    model = load_model(args.model, args.device)
+    model = load_model(local_model_dir(args.model), args.device)
     molecules = test_smiles(args.data, args.test, args.reconstruct, args.seed)
     started = time.perf_counter()
     rebuilt = model.reconstruct(molecules)

@@ -1,0 +1,59 @@
+"""molvae: molecular design with a SELFIES GRU variational auto-encoder.
+
+The few things a notebook needs, importable without loading torch or RDKit until first use::
+
+    import molvae
+
+    model = molvae.load("model")              # a folder, models:/NAME/VERSION or runs:/ID/model
+    molvae.sample(model, 10)                  # SMILES from the fitted prior
+    z = molvae.encode(model, ["CCO"])         # posterior means [N, latent_dim]
+    molvae.decode(model, z)                   # SMILES per latent row
+    molvae.interpolate(model, "CCO", "c1ccccc1O", steps=5)
+    molvae.reconstruct(model, ["CCO"])
+    molvae.score(model, ["CCO"])              # ELBO terms: an out-of-distribution score
+    molvae.optimize(model, objective=lambda smiles: ..., budget=100)
+
+See :mod:`molvae.api` for the arguments. Each command-line stage is also one Python call:
+``molvae.stages.registry.run_stage(name, config)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+API = ("load", "sample", "encode", "decode", "interpolate", "reconstruct", "score", "predict",
+       "optimize")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("molvae")
+    except PackageNotFoundError:  # a source checkout that was never installed
+        import re
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) \
+            if pyproject.is_file() else None
+        return found.group(1) if found else "0+unknown"
+
+
+__version__ = _version()
+
+
+def __getattr__(name: str) -> Any:
+    """The API functions of :mod:`molvae.api`, imported on first use."""
+    if name in API:
+        from molvae import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'molvae' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])
+
+
+__all__ = ["__version__", *API]

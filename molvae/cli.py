@@ -16,6 +16,7 @@ import sys
 import typing
 from typing import Any
 
+from molvae import __version__
 from molvae import config as cfg
 from molvae.stages.registry import STAGES, get_stage, run_stage
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="molvae", description="SELFIES VAE pipeline: prep, train, sample, score, regress, "
         "optimize. Every stage is tracked as an MLflow run (see `mlflow ui`).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in sys.argv[1:] if a in STAGES), None)
     for name, stage in STAGES.items():

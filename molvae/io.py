@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,22 +46,90 @@ def write_json(data: Any, path: str | Path) -> Path:
     return write_text(json.dumps(data, indent=2, default=str), path)
 
 
+TABLE_FORMATS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".sdf")
+
+
+def table_format(path: str | Path) -> str:
+    """The format of a table path (one of TABLE_FORMATS), or a ValueError naming them."""
+    name = Path(path).name.lower()
+    found = next((f for f in sorted(TABLE_FORMATS, key=len, reverse=True) if name.endswith(f)),
+                 None)
+    if found is None:
+        raise ValueError(f"cannot write a table to {path}: unknown extension (supported: "
+                         f"{', '.join(TABLE_FORMATS)})")
+    return found
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table atomically as Parquet (``.parquet``) or CSV (anything else)."""
+    """Write a table atomically; the extension picks the format (see TABLE_FORMATS).
+
+    ``.sdf`` goes to :func:`molvae.chem.write_sdf` (a ``smiles`` column, other columns as
+    SD tags); an unknown extension is a ValueError, never a silently different format.
+    """
     path = Path(path)
+    kind = table_format(path)
     with atomic_path(path) as tmp:
-        if path.suffix == ".parquet":
+        if kind == ".parquet":
             df.to_parquet(tmp, index=False)
+        elif kind == ".sdf":
+            from molvae.chem.sdf import write_sdf  # RDKit only when SDF is asked for
+
+            write_sdf(df, tmp)
         else:
-            df.to_csv(tmp, index=False)
+            df.to_csv(tmp, index=False, sep="\t" if kind.startswith(".tsv") else ",",
+                      compression="gzip" if kind.endswith(".gz") else None)
     return path
 
 
+UNREADABLE = (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError,
+              zlib.error)
+"""What reading a truncated, empty or foreign file raises (gzip, zip, pickle, parsers)."""
+
+
+def unreadable(path: Path, what: str, detail: str) -> ValueError:
+    """One line for a person: which file, that it is damaged, and a short why."""
+    return ValueError(f"cannot read {path}: not a readable {what}, the file is truncated or "
+                      f"corrupt ({detail})")
+
+
+def load_tensors(path: Path, what: str) -> dict[str, Any]:
+    """A ``torch.save`` mapping read with ``weights_only`` (never unpickles code).
+
+    Raises:
+        ValueError: one line naming ``path`` when the file is truncated, empty or foreign.
+    """
+    import torch  # torch costs seconds to import; only model files need it
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as err:  # the UnpicklingError text would advise weights_only=False
+        raise unreadable(path, what, type(err).__name__) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"cannot read {path}: not a {what} (holds a {type(state).__name__})")
+    return state
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/.smi table (gzipped text too). ``.smi`` gives columns smiles, name."""
+    """Read a CSV/TSV/Parquet/.smi table (gzipped text too). ``.smi`` gives columns smiles, name.
+
+    Every line is a row, blank ones included (as empty strings), so row numbers stay those of
+    the file and no input line vanishes uncounted.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: one line naming the file when it is truncated, corrupt or not text.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
+    try:
+        return _read_table(path)
+    except UNREADABLE as err:
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise unreadable(path, "table", lines[0][:200]) from None
+
+
+def _read_table(path: Path) -> pd.DataFrame:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     kind = suffixes[-1] if suffixes else ""
     if kind == ".parquet":
@@ -72,7 +142,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 rows.append((parts[0] if parts else "", parts[1] if len(parts) > 1 else ""))
         return pd.DataFrame(rows, columns=["smiles", "name"])
     sep = "\t" if kind == ".tsv" else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False)
 
 
 def _open_text(path: Path):  # noqa: ANN202

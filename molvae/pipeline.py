@@ -3,7 +3,10 @@
 Each stage's outputs live in ``WORKDIR/STAGE-HASH`` where the hash covers the stage's config
 and the hashes of the stages it reads from, so changing one key reruns that stage and those
 after it, and nothing else. What a stage reads, where its output lands and whether it resumes
-come from its declaration in :mod:`molvae.stages.registry`. A stage is finished only when its
+come from its declaration in :mod:`molvae.stages.registry`. The hash also covers the bytes of
+every existing file a stage's options name (input tables, an objective YAML, the source file of
+a ``module:function`` objective), so editing one reruns the stage; the upstream stages' outputs
+are covered by their own hashes instead. A stage is finished only when its
 ``.done.json`` marker exists; a folder without one (a killed run) is cleared before the stage
 runs again, unless the stage is resumable (training continues from its last checkpoint).
 """
@@ -11,8 +14,11 @@ runs again, unless the stage is resumable (training continues from its last chec
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from molvae import config as cfg
 from molvae import tracking
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 ORDER = tuple(STAGES)  # the registry lists stages in an order where each reads earlier ones
 TOP_LEVEL_KEYS = {"name", "workdir", "stages"}
 DONE = ".done.json"
+LOCK = ".molvae.lock"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # package.module:function
 
 
 @dataclass
@@ -101,8 +110,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
             if source in planned and key not in options:
                 options[key] = str(planned[source].output)
                 upstream.append(planned[source].digest)
-        hashed = json.dumps({"stage": name, "options": options, "upstream": upstream},
-                            sort_keys=True, default=str)
+        files = {str(named): _file_digest(named) for value in spec[name].values()
+                 for named in _named_files(value)}
+        hashed = json.dumps({"stage": name, "options": options, "upstream": upstream,
+                             "files": files}, sort_keys=True, default=str)
         digest = hashlib.sha256(hashed.encode()).hexdigest()[:12]
         folder = pipeline.workdir / f"{name}-{digest}"
         options["out"] = str(folder / get_stage(name).output_file)
@@ -110,6 +121,34 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
         planned[name] = PlannedStage(name, config, folder, digest)
     pipeline.stages = list(planned.values())
     return pipeline
+
+
+def _named_files(value: Any) -> list[Path]:
+    """The existing files an option value names: paths (alone or in a list) and, for
+    ``module:function``, the module's source file, found without importing the module."""
+    files = []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, str):
+            continue
+        if Path(item).is_file():
+            files.append(Path(item))
+        elif _IMPORT_PATH.match(item):
+            try:
+                spec = importlib.util.find_spec(item.partition(":")[0])
+            except (ImportError, ValueError):  # a missing module is the stage's error to report
+                spec = None
+            if spec is not None and spec.origin and Path(spec.origin).is_file():
+                files.append(Path(spec.origin))
+    return files
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks (input tables may be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def select(pipeline: Pipeline, only: str | None = None, start: str | None = None) -> list[str]:
@@ -127,8 +166,33 @@ def select(pipeline: Pipeline, only: str | None = None, start: str | None = None
 
 
 def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None = None,
-                 force: bool = False, track: bool = True) -> dict[str, str]:
-    """Run the selected stages in order; returns each stage's status ('ran' or 'cached')."""
+                 force: bool = False, track: bool = True,
+                 lock_timeout: float | None = None) -> dict[str, str]:
+    """Run the selected stages in order; returns each stage's status ('ran' or 'cached').
+
+    One run at a time per working folder: two would write the same stage folders and resume
+    each other's half-written checkpoints. A second run fails at once (``lock_timeout`` 0, the
+    default, or $MOLVAE_LOCK_TIMEOUT) or waits that many seconds for the first to finish.
+    """
+    if lock_timeout is None:
+        lock_timeout = float(os.environ.get("MOLVAE_LOCK_TIMEOUT", "0"))
+    pipeline.workdir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(pipeline.workdir / LOCK, timeout=lock_timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"another `molvae run` is using {pipeline.workdir} (lock "
+                         f"{pipeline.workdir / LOCK}); wait for it to finish, or set "
+                         "MOLVAE_LOCK_TIMEOUT=SECONDS to wait") from None
+    try:
+        return _run_locked(pipeline, only, start, force, track)
+    finally:
+        lock.release()
+
+
+def _run_locked(pipeline: Pipeline, only: str | None, start: str | None, force: bool,
+                track: bool) -> dict[str, str]:
+    """:func:`run_pipeline` once the working folder is locked."""
     chosen = select(pipeline, only, start)
     statuses: dict[str, str] = {}
     resolved = {s.name: cfg.to_dict(s.config) for s in pipeline.stages}

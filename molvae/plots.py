@@ -120,12 +120,38 @@ def latent_pca(z: np.ndarray, table: pd.DataFrame, properties: Sequence[str],
 
 
 def optimization_trace(trace: pd.DataFrame, title: str, path: str | Path) -> Path:
-    """Best and top-k mean score against oracle calls (columns after ``oracle_calls``)."""
+    """Best and top-k mean score against oracle calls (columns after ``oracle_calls``); a
+    run without any solution gets a "no solution found" note instead of empty axes."""
     figure = Figure(figsize=(6, 4))
     axes = figure.subplots()
-    for column in trace.columns.drop("oracle_calls"):
-        axes.plot(trace["oracle_calls"], trace[column], label=column.replace("_", " "))
+    values = trace.drop(columns="oracle_calls")
+    if values.notna().any().any():
+        for column in values.columns:
+            axes.plot(trace["oracle_calls"], trace[column], label=column.replace("_", " "))
+        axes.legend()
+    else:  # an empty plot would read as a rendering bug; say what happened
+        axes.text(0.5, 0.5, f"no solution found\nin {len(trace)} oracle calls",
+                  ha="center", va="center", transform=axes.transAxes)
     axes.set(xlabel="oracle calls", ylabel="score", title=title)
-    axes.legend()
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def property_curves(table: pd.DataFrame, x: str, columns: Sequence[str], path: str | Path,
+                    group: str | None = None) -> Path:
+    """One panel per property column against ``x`` (e.g. the step of an interpolation), one
+    line per value of ``group``; missing values (invalid molecules) leave gaps."""
+    columns = [c for c in columns if c in table.columns]
+    figure = Figure(figsize=(3.6 * max(1, len(columns)), 3.2))
+    panels = np.atleast_1d(figure.subplots(1, max(1, len(columns))))
+    groups = table.groupby(group, sort=False) if group else [("", table)]
+    for name, part in groups:
+        for axes, column in zip(panels, columns):
+            axes.plot(part[x], pd.to_numeric(part[column], errors="coerce"), marker="o",
+                      markersize=3, label=str(name) or None)
+    for axes, column in zip(panels, columns):
+        axes.set(xlabel=x, title=column)
+    if group:
+        panels[0].legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)

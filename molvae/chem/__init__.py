@@ -23,13 +23,16 @@ from molvae.chem.fingerprints import (
     similarity,
 )
 from molvae.chem.mol import (
+    HEAVY_ATOM_LIMIT,
     ORGANIC_ELEMENTS,
+    SMILES_CHAR_LIMIT,
     RejectReason,
     canonical_smiles,
     filter_reason,
     nonstereo_smiles,
     parse_with_reason,
     read_sdf,
+    screen_smiles,
     standardize_mol,
     to_mol,
 )
@@ -43,13 +46,15 @@ from molvae.chem.properties import (
     sa_score,
     smiles_properties,
 )
+from molvae.chem.sdf import write_sdf as write_sdf  # re-exported
 
 __all__ = [
-    "GUACAMOL_DESCRIPTORS", "MOSES_FILTER_ELEMENTS", "ORGANIC_ELEMENTS", "PROPERTY_NAMES",
-    "RejectReason", "brics_fragments", "canonical_smiles", "draw_grid", "filter_catalog_names",
-    "filter_reason", "guacamol_descriptors", "largest_ring_size", "matches_catalog",
-    "morgan_fingerprint", "nonstereo_smiles", "packed_fingerprint", "pains_alerts",
-    "parse_with_reason", "passes_moses_filters", "penalized_logp", "properties", "read_sdf",
-    "ring_scaffold", "sa_score", "scaffold", "similarity", "smarts_catalog", "smiles_properties",
-    "standardize_mol", "structure_alerts", "to_mol",
+    "GUACAMOL_DESCRIPTORS", "HEAVY_ATOM_LIMIT", "MOSES_FILTER_ELEMENTS", "ORGANIC_ELEMENTS",
+    "PROPERTY_NAMES", "RejectReason", "SMILES_CHAR_LIMIT", "brics_fragments", "canonical_smiles",
+    "draw_grid", "filter_catalog_names", "filter_reason", "guacamol_descriptors",
+    "largest_ring_size", "matches_catalog", "morgan_fingerprint", "nonstereo_smiles",
+    "packed_fingerprint", "pains_alerts", "parse_with_reason", "passes_moses_filters",
+    "penalized_logp", "properties", "read_sdf", "ring_scaffold", "sa_score", "scaffold",
+    "screen_smiles", "similarity", "smarts_catalog", "smiles_properties", "standardize_mol",
+    "structure_alerts", "to_mol",
 ]

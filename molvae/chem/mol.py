@@ -20,12 +20,28 @@ RDLogger.DisableLog("rdApp.*")
 
 ORGANIC_ELEMENTS = ("C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "B", "Si", "Se", "H")
 
+SMILES_CHAR_LIMIT = 4000
+"""Longest SMILES string handed to RDKit. RDKit's canonicalization recurses along the molecule
+graph: a 100,000-character chain overflows the stack (a segfault that kills the process, or
+a worker pool), and tens of thousands of atoms take minutes before that. No molecule a VAE
+learns or generates comes near this; 500 heavy atoms written with bracket atoms still fit."""
+
+HEAVY_ATOM_LIMIT = 500
+"""Most heavy atoms a molecule may have for RDKit to sanitize, canonicalize and describe it.
+Checked after a cheap unsanitized parse: describing (fingerprints, BRICS, SA, descriptors) a
+500-atom chain takes about two seconds and grows fast beyond, while drug-like sets stay under
+100. Prep's own ``max_heavy_atoms`` filter is far stricter; this bound protects every entry."""
+
 
 class RejectReason:
     """Human-readable reasons a molecule is turned away (they end up in rejects.csv)."""
 
     EMPTY = "empty SMILES"
     UNPARSABLE = "not a valid SMILES string (syntax error)"
+    NON_ASCII = "not a valid SMILES string (non-ASCII characters)"
+    WHITESPACE = f"{UNPARSABLE}: whitespace or a line break inside the SMILES"
+    TOO_LONG = "SMILES too long"
+    TOO_MANY_ATOMS = "too many atoms to process"
     VALENCE = "valence error (an atom has too many bonds)"
     KEKULIZE = "aromatic system cannot be kekulized"
     SANITIZE = "RDKit sanitization failed"
@@ -54,18 +70,42 @@ def read_sdf(path: str | Path) -> pd.DataFrame:
         pd.DataFrame(columns=["smiles"])
 
 
+def screen_smiles(smiles: object) -> tuple[str | None, str | None]:
+    """The stripped SMILES text, safe to hand RDKit's full parse, or None and why not.
+
+    Every SMILES entering molvae passes here first, so that no input can crash or stall RDKit
+    (:data:`SMILES_CHAR_LIMIT`, :data:`HEAVY_ATOM_LIMIT`) and none is half read: RDKit stops
+    at a non-ASCII character or whitespace and keeps what came before ('CCé' -> ethane).
+    """
+    if not isinstance(smiles, str) or not smiles.strip():
+        return None, RejectReason.EMPTY
+    text = smiles.strip()
+    if not text.isascii():
+        return None, RejectReason.NON_ASCII
+    if any(c.isspace() for c in text):
+        return None, RejectReason.WHITESPACE
+    if len(text) > SMILES_CHAR_LIMIT:
+        return None, (f"{RejectReason.TOO_LONG}: {len(text)} characters > "
+                      f"{SMILES_CHAR_LIMIT}")
+    if len(text) > HEAVY_ATOM_LIMIT:  # fewer characters cannot spell more atoms
+        raw = Chem.MolFromSmiles(text, sanitize=False)
+        heavy = raw.GetNumHeavyAtoms() if raw is not None else 0
+        if heavy > HEAVY_ATOM_LIMIT:
+            return None, f"{RejectReason.TOO_MANY_ATOMS}: {heavy} > {HEAVY_ATOM_LIMIT}"
+    return text, None
+
+
 def to_mol(smiles: str | None) -> Chem.Mol | None:
     """Parse SMILES into a sanitized RDKit molecule, or None when it is not a molecule."""
-    if not smiles or not isinstance(smiles, str):
-        return None
-    return Chem.MolFromSmiles(smiles.strip())
+    text, _ = screen_smiles(smiles)
+    return Chem.MolFromSmiles(text) if text is not None else None
 
 
 def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
     """Parse SMILES; on failure also say why (syntax, valence, kekulization) for a person."""
-    if smiles is None or not isinstance(smiles, str) or not smiles.strip():
-        return None, RejectReason.EMPTY
-    text = smiles.strip().split()[0]
+    text, reason = screen_smiles(smiles)
+    if text is None:
+        return None, reason
     raw = Chem.MolFromSmiles(text, sanitize=False)
     if raw is None:
         return None, RejectReason.UNPARSABLE

@@ -1,1 +1,4 @@
-"""The network: the SELFIES VAE (``vae``), its loss (``loss``) and local save/load (``store``)."""
+"""The network: the SELFIES VAE (``vae``), presets, its loss (``loss``), local save/load
+(``store``) and the models that ship with molvae (``pretrained``)."""
+
+MODEL_FILE = "model.pt"  # a model folder's weights, config and vocabulary

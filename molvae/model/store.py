@@ -14,16 +14,21 @@ import torch
 
 from molvae.data.tokens import Vocab
 from molvae.devices import choose_device
-from molvae.io import atomic_path
+from molvae.io import atomic_path, load_tensors
+from molvae.model import MODEL_FILE
 from molvae.model.vae import OPTIONAL_BUFFERS, ModelConfig, SelfiesVAE
 
-MODEL_FILE = "model.pt"
 FORMAT = "molvae-model/1"
 
 
-def model_state(model: SelfiesVAE) -> dict:
-    """The model as tensors and plain data, enough to rebuild it (``weights_only`` safe)."""
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def model_state(model: SelfiesVAE, dtype: torch.dtype | None = None) -> dict:
+    """The model as tensors and plain data, enough to rebuild it (``weights_only`` safe).
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights at that precision, half
+    the size for a shipped model; loading casts them back into the float32 network.
+    """
+    weights = {k: v.detach().cpu().to(dtype) if dtype is not None and v.is_floating_point()
+               else v.detach().cpu() for k, v in model.state_dict().items()}
     return {"format": FORMAT, "config": asdict(model.config), "vocab": model.vocab.to_dict(),
             "state_dict": weights}
 
@@ -41,11 +46,12 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> Selfies
     return model.to(device).eval()
 
 
-def save_model(model: SelfiesVAE, model_dir: str | Path) -> Path:
-    """Write ``MODEL_DIR/model.pt`` atomically; returns its path."""
+def save_model(model: SelfiesVAE, model_dir: str | Path, dtype: torch.dtype | None = None
+               ) -> Path:
+    """Write ``MODEL_DIR/model.pt`` atomically (weights at ``dtype`` if given); returns it."""
     path = Path(model_dir) / MODEL_FILE
     with atomic_path(path) as tmp:
-        torch.save(model_state(model), tmp)
+        torch.save(model_state(model, dtype), tmp)
     return path
 
 
@@ -55,5 +61,4 @@ def load_model(path: str | Path, device: str = "auto") -> SelfiesVAE:
     found = path if path.is_file() else path / MODEL_FILE
     if not found.is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {path} (train one with `molvae train`)")
-    state = torch.load(found, map_location="cpu", weights_only=True)
-    return model_from_state(state, choose_device(device))
+    return model_from_state(load_tensors(found, "molvae model"), choose_device(device))

@@ -162,38 +162,41 @@ class SimilarityObjective(Objective):
         return chem.similarity(smiles, self.target)
 
 
-class FunctionObjective(Objective):
-    """A user oracle ``package.module:function`` taking a SMILES and returning a float.
+class CallableObjective(Objective):
+    """A Python callable ``function(smiles: str) -> float`` (e.g. from a notebook). An error
+    or a non-numeric result scores NaN (logged once): one bad molecule does not end a run."""
 
-    An exception or a non-numeric result from the function scores NaN (logged once), so
-    one bad molecule does not end an expensive run.
-    """
-
-    def __init__(self, path: str) -> None:
-        module_name, _, attribute = path.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ConfigError(f"objective '{path}': cannot import module '{module_name}' "
-                              f"({err})") from None
-        function = getattr(module, attribute, None)
+    def __init__(self, function: Callable[[str], float], name: str | None = None) -> None:
         if not callable(function):
-            raise ConfigError(f"objective '{path}': module '{module_name}' has no function "
-                              f"'{attribute}'")
-        self.function: Callable[[str], float] = function
-        self.name = path
-        self._warned = False
+            raise ConfigError(f"objective {function!r} is not callable")
+        self.function, self._warned = function, False
+        self.name = name or getattr(function, "__name__", type(function).__name__)
 
     def value(self, smiles: str, props: Mapping[str, float]) -> float:
         try:
-            result = float(self.function(smiles))
+            return float(self.function(smiles))
         except Exception as err:  # noqa: BLE001 -- any user error must become NaN, not a crash
             if not self._warned:
                 log.warning("objective %s failed on %s: %s (scored NaN; further failures are "
                             "not logged)", self.name, smiles, err)
                 self._warned = True
             return math.nan
-        return result
+
+
+class FunctionObjective(CallableObjective):
+    """A user oracle ``package.module:function`` (a :class:`CallableObjective` found by path)."""
+
+    def __init__(self, path: str) -> None:
+        module_name, _, attribute = path.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), attribute, None)
+        except ImportError as err:
+            raise ConfigError(f"objective '{path}': cannot import module '{module_name}' "
+                              f"({err})") from None
+        if not callable(function):
+            raise ConfigError(f"objective '{path}': module '{module_name}' has no function "
+                              f"'{attribute}'")
+        super().__init__(function, path)
 
 
 @dataclass(frozen=True)

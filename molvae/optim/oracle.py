@@ -11,9 +11,11 @@ when it passes both; only solutions count in the trace and the ranking.
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +68,20 @@ def token_count(smiles: str) -> float:
     return float(len(split_selfies(selfies))) if selfies else math.nan
 
 
+def checked_score(value: float) -> tuple[float, str]:
+    """The score to record and why it failed ('' when it did not).
+
+    An objective returning +/-inf is broken on that molecule, not infinitely good or bad: an
+    inf would become top-1 and make the AUC infinite, so it is recorded as a failure (NaN).
+    """
+    value = float(value)
+    if math.isnan(value):
+        return value, "objective returned NaN"
+    if not math.isfinite(value):
+        return math.nan, f"objective returned {value} (non-finite)"
+    return value, ""
+
+
 class Oracle:
     """Scores molecules for the optimizers under a fixed budget of calls.
 
@@ -76,15 +92,19 @@ class Oracle:
         start: constrained mode: the molecule to improve (its similarity is recorded).
         min_similarity: constrained mode: the least Tanimoto similarity to ``start`` a
             solution may have.
+        log_path: CSV that every new record is appended to as soon as it is scored, so the
+            calls an expensive objective has paid for survive a crash or Ctrl-C.
     """
 
     def __init__(self, objective: Objective, budget: int, filters: Filters | None = None,
-                 start: str | None = None, min_similarity: float = 0.0) -> None:
+                 start: str | None = None, min_similarity: float = 0.0,
+                 log_path: Path | None = None) -> None:
         if budget < 1:
             raise ValueError(f"budget must be at least 1, got {budget}")
         self.objective, self.budget = objective, budget
         self.filters = filters or Filters()
         self.start, self.min_similarity = start, min_similarity
+        self.log_path = log_path
         self.records: dict[str, dict[str, Any]] = {}  # canonical SMILES -> record
         self._canonical: dict[str, str | None] = {}  # other spellings -> canonical SMILES
         self.calls = 0
@@ -103,8 +123,9 @@ class Oracle:
     def measure(self, smiles: str) -> dict[str, Any]:
         """Everything recorded for a molecule: score, properties, guards, similarity to start."""
         props = chem.smiles_properties(smiles)
-        record: dict[str, Any] = {"smiles": smiles,
-                                  "score": float(self.objective.score(smiles, props)), **props,
+        score, score_failure = checked_score(self.objective.score(smiles, props))
+        record: dict[str, Any] = {"smiles": smiles, "score": score,
+                                  "score_failure": score_failure, **props,
                                   **chem.structure_alerts(smiles),
                                   "n_tokens": token_count(smiles)}
         failures = self.filters.failures(record)
@@ -153,14 +174,29 @@ class Oracle:
         return self._canonical[smiles]
 
     def _score_new(self, smiles: str, method: str) -> dict[str, Any]:
+        record = self.measure(smiles)  # first: an objective that raises is no call made
         self.calls += 1
-        record = {**self.measure(smiles), "oracle_call": self.calls, "method": method}
+        record.update(oracle_call=self.calls, method=method)
         self.records[smiles] = record
+        self._append_to_log(record)
         if self.is_solution(record):
             self._top = sorted([*self._top, record["score"]], reverse=True)[:TOP_K]
         self.best_trace.append(self._top[0] if self._top else math.nan)
         self.top_trace.append(float(np.mean(self._top)) if self._top else math.nan)
         return record
+
+    def _append_to_log(self, record: dict[str, Any]) -> None:
+        """Append one record to ``log_path`` (the first call of a run starts the file afresh);
+        the file is closed, hence flushed, after every record."""
+        if self.log_path is None:
+            return
+        first = self.calls == 1
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("w" if first else "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(record))
+            if first:
+                writer.writeheader()
+            writer.writerow(record)
 
     def table(self) -> pd.DataFrame:
         """Every scored molecule, solutions first, then by score (NaN last)."""

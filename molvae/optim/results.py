@@ -30,6 +30,8 @@ def summarize(method: str, oracle: Oracle, table: pd.DataFrame,
         "n_solutions": int(len(solutions)),
         "n_pass_filters": int(table["passes_filters"].sum()) if len(table) else 0,
         "n_nan_scores": int(table["score"].isna().sum()) if len(table) else 0,
+        "n_nonfinite_scores": int(table["score_failure"].str.contains("non-finite").sum())
+        if len(table) else 0,
     }
     if "novel" in table:
         metrics["novel_top10_fraction"] = float(table.loc[table["solution"], "novel"]
@@ -63,9 +65,43 @@ def write_outputs(out: Path, config: dict[str, Any], table: pd.DataFrame, trace:
                              out / "trace.png")
     if grid_size and len(table):
         _draw_grid(table, grid_size, out / "grid.png")
-    write_json({**metrics, "config": config,
-                "start": start_record}, out / "summary.json")
+    write_json(_strict_json({**metrics, "config": config, "start": start_record}),
+               out / "summary.json")
     return [out / name for name in OUTPUT_FILES if (out / name).is_file()]
+
+
+def _strict_json(value: Any) -> Any:
+    """NaN and inf become null: Python would write them as NaN/Infinity, which strict JSON
+    readers (jq, JavaScript, most languages) reject."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def finish(out: Path, config: dict[str, Any], oracle: Oracle, train: pd.DataFrame | None,
+           start_record: dict[str, Any] | None, seconds: float, stop: str,
+           grid_size: int) -> tuple[dict[str, Any], pd.DataFrame, list[Path]]:
+    """Rank, summarize and write everything the oracle has scored; returns the metrics, the
+    trace and the files written. Also called on an interrupted run, so nothing paid for is
+    lost."""
+    table, trace = finish_table(oracle.table(), train), oracle.trace()
+    metrics = summarize(config["method"], oracle, table, start_record, seconds, stop)
+    return metrics, trace, write_outputs(out, config, table, trace, metrics, start_record,
+                                         grid_size)
+
+
+def degenerate_advice(metrics: dict[str, Any]) -> str | None:
+    """Why a finished run is useless and what to change (None when it found solutions)."""
+    if metrics["n_solutions"]:
+        return None
+    return (f"optimization found no solution in {metrics['n_calls']} of {metrics['budget']} "
+            f"oracle calls (stopped: {metrics['stop_reason']}; {metrics['n_nan_scores']} "
+            f"scores NaN, {metrics['n_pass_filters']} passed the guards): the model may have "
+            "collapsed (check train's active units; lower beta_max, more free bits or train "
+            "longer), or the guards or objective reject everything (loosen max_ring_size, "
+            "pains, max_sa; check the objective); set allow_degenerate to keep such a run")
 
 
 def finish_table(table: pd.DataFrame, train: pd.DataFrame | None) -> pd.DataFrame:

@@ -28,21 +28,19 @@ KL_FINGERPRINT_BITS = 4096  # GuacaMol's ECFP4 for internal similarity
 N_CONTINUOUS_KL = 4  # GuacaMol: the first four descriptors are continuous
 
 
-NON_ASCII = "not a valid SMILES string (non-ASCII characters)"
+NON_ASCII = chem.RejectReason.NON_ASCII  # the name scoring's callers know it by
 INVALID = "not a valid SMILES string"
 
 
 def _parse_chunk(raws: list, explain: bool = True
                  ) -> list[tuple[str | None, str | None, str | None]]:
     """(canonical, non-stereo, reason) per string; ``explain`` False skips the diagnosis
-    (half the work; reference sets only need to know which molecules are valid)."""
+    (half the work; reference sets only need to know which molecules are valid). Non-ASCII,
+    whitespace, overlong and overlarge inputs are turned away by :func:`chem.screen_smiles`
+    inside both parsers before RDKit does any real work on them."""
     out = []
     for raw in raws:
         text = raw if isinstance(raw, str) else None
-        if text is not None and not text.isascii():
-            # SMILES is ASCII; RDKit silently drops some non-ASCII characters ('☃C' -> C)
-            out.append((None, None, NON_ASCII))
-            continue
         if explain:
             mol, reason = chem.parse_with_reason(text)
         else:
@@ -56,9 +54,8 @@ def _parse_chunk(raws: list, explain: bool = True
 
 
 def canonical_chunk(raws: list) -> list[str | None]:
-    """Canonical SMILES per string (None when not an ASCII SMILES of a molecule)."""
-    return [chem.canonical_smiles(r) if isinstance(r, str) and r.isascii() else None
-            for r in raws]
+    """Canonical SMILES per string (None when not a SMILES of a molecule)."""
+    return [chem.canonical_smiles(r) if isinstance(r, str) else None for r in raws]
 
 
 @dataclass

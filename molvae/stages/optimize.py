@@ -12,7 +12,10 @@ the optimizers of :mod:`molvae.optim.search`. Rules that keep comparisons fair:
   start's own score is measured once, outside the budget, to report the improvement.
 
 Outputs in ``OUT``: candidates.csv (ranked), trace.csv and trace.png (best and top-10 mean
-against oracle calls), summary.json (top-1/3/10, the PMO AUC of the top-10 curve, pass counts).
+against oracle calls), summary.json (top-1/3/10, the PMO AUC of the top-10 curve, pass counts),
+calls.csv (every scored molecule, appended as it is scored, so an interrupted run keeps them; an
+interrupt also writes the rest with ``stop_reason: interrupted``). A run that found no solution
+fails with advice unless ``allow_degenerate``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, option, to_dict
 from molvae.latent.encode import encode_split
 from molvae.latent.surrogate import (
     SURROGATE_EPOCHS,
@@ -40,7 +43,7 @@ from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
 from molvae.optim.objectives import Objective, parse_objective, score_table
 from molvae.optim.oracle import Filters, Oracle
-from molvae.optim.results import finish_table, summarize, write_outputs
+from molvae.optim.results import degenerate_advice, finish
 from molvae.optim.search import (
     ACQUISITIONS,
     METHODS,
@@ -105,6 +108,8 @@ class OptimizeConfig:
     cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
     device: str = option("auto", help="auto, cpu, cuda, cuda:1, mps")
     seed: int = option(0, help="random seed")
+    allow_degenerate: bool = option(False, help="succeed even when no solution was found "
+                                    "(by default such a run fails with advice)")
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -277,16 +282,23 @@ def run(config: OptimizeConfig, tracker: Tracker | None = None) -> OptimizeResul
     objective = config.parsed_objective()
     context = load_context(config)
     oracle = Oracle(objective, config.budget, make_filters(config, context), context.start,
-                    config.min_similarity)
+                    config.min_similarity, log_path=config.out / "calls.csv")
     start_record = oracle.measure(context.start) if context.start is not None else None
     rng = np.random.default_rng(config.seed)
-    optimizer = make_optimizer(config, context, objective, oracle, rng)
-    stop = run_search(optimizer, oracle, config.patience)
-    seconds = time.perf_counter() - started
-    table, trace = finish_table(oracle.table(), context.train), oracle.trace()
-    metrics = summarize(config.method, oracle, table, start_record, seconds, stop)
-    written = write_outputs(config.out, {k: str(v) for k, v in asdict(config).items()}, table,
-                            trace, metrics, start_record, config.grid_size)
+    outputs = (config.out, to_dict(config), oracle, context.train, start_record)
+    try:
+        stop = run_search(make_optimizer(config, context, objective, oracle, rng), oracle,
+                          config.patience)
+    except (KeyboardInterrupt, SystemExit):  # keep what the objective was paid for
+        log.warning("interrupted after %d oracle calls; partial results in %s", oracle.calls,
+                    config.out)
+        finish(*outputs, time.perf_counter() - started, "interrupted", config.grid_size)
+        raise
+    metrics, trace, written = finish(*outputs, time.perf_counter() - started, stop,
+                                     config.grid_size)
+    advice = degenerate_advice(metrics)
+    if advice and not config.allow_degenerate:
+        raise ValueError(f"{advice} (outputs kept in {config.out})")
     every = max(1, len(trace) // 200)  # at most ~200 points per curve in MLflow
     for row in trace.iloc[every - 1::every].to_dict("records"):
         step = int(row.pop("oracle_calls"))

@@ -58,6 +58,20 @@ class PrepConfig:
     chunk_size: int = option(2000, help="molecules per work unit")
 
     def validate(self) -> None:
+        """Refuse nonsense up front (``--limit -5`` once silently dropped five rows)."""
+        if not self.inputs:
+            raise ConfigError("inputs: give at least one molecule file or moses[:split]")
+        minimum = {"limit": 1, "chunk_size": 1, "max_tokens": 1, "min_heavy_atoms": 1,
+                   "max_heavy_atoms": 1, "workers": 0}
+        for key, least in minimum.items():
+            value = getattr(self, key)
+            if value is not None and value < least:
+                raise ConfigError(f"{key} must be at least {least}, got {value}")
+        if self.max_heavy_atoms > chem.HEAVY_ATOM_LIMIT:
+            raise ConfigError(f"max_heavy_atoms must be at most {chem.HEAVY_ATOM_LIMIT} (larger "
+                              f"molecules are never parsed), got {self.max_heavy_atoms}")
+        if not self.allowed_elements:
+            raise ConfigError("allowed_elements: give at least one element")
         if self.split not in ("random", "scaffold"):
             raise ConfigError(f"split must be 'random' or 'scaffold', got '{self.split}'")
         for key in ("val_fraction", "test_fraction"):

@@ -65,6 +65,19 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("optimize", "OptimizeConfig",
           "optimize an objective in latent space (gradient, bo, cmaes, random) under an "
           "oracle budget", reads={"model": "train", "data": "prep", "regress": "regress"}),
+    Stage("encode", "EncodeConfig", "molecules → latent mu, sigma and ELBO terms (a table)",
+          reads={"model": "train"}, output_file="latents.parquet"),
+    Stage("decode", "DecodeConfig", "latent vectors (z_* or mu_* columns) → molecules",
+          reads={"model": "train", "latents": "encode"}, output_file="decoded.csv"),
+    Stage("interpolate", "InterpolateConfig",
+          "molecules along a linear and a spherical latent path between two molecules",
+          reads={"model": "train"}),
+    Stage("predict", "PredictConfig",
+          "properties of new molecules from saved regressors or the model's property head",
+          reads={"model": "train", "regress": "regress"}, output_file="predictions.csv"),
+    Stage("anomaly", "AnomalyConfig",
+          "out-of-distribution score per molecule (NLL per token, negative ELBO)",
+          reads={"model": "train", "reference": "prep"}, output_file="anomaly.csv"),
 )}
 
 

@@ -14,8 +14,25 @@ from molvae.training.loop import TrainResult, train_model
 __all__ = ["TrainConfig", "TrainResult", "run"]
 
 
+def collapse_advice(result: TrainResult) -> str | None:
+    """What to change when the finished model's latent space collapsed (None if it did not).
+
+    With 0 active units the decoder ignores z: reconstruction fails, regression on z finds
+    nothing and optimization in z cannot steer, so every stage after this one is wasted.
+    """
+    history = result.progress.history
+    if not result.progress.finished or not history or history[-1]["active_units"] > 0:
+        return None
+    last = history[-1]
+    return (f"the latent space collapsed: 0 active units after {last['epoch']} epoch(s) "
+            f"(molecules reconstructed {last['molecule_accuracy']:.0%}); lower beta_max, "
+            "raise free_bits, lengthen kl_warmup_steps or train longer (--resume with more "
+            "--epochs); set allow_degenerate to keep this model anyway")
+
+
 def run(config: TrainConfig, tracker: Tracker) -> TrainResult:
-    """The ``train`` stage: train, then attach history and the best model to the run."""
+    """The ``train`` stage: train, then attach history and the best model to the run; a
+    collapsed model fails the stage (after its history is attached) unless allowed."""
     result = train_model(config, tracker)
     out = Path(config.out)
     if int(os.environ.get("RANK", "0")) != 0 or not (out / MODEL_FILE).is_file():
@@ -24,6 +41,9 @@ def run(config: TrainConfig, tracker: Tracker) -> TrainResult:
                          "epochs_completed": result.progress.epoch})
     for name in ("history.csv", "latent.json"):
         tracker.log_artifact(out / name)
+    advice = collapse_advice(result)
+    if advice and not config.allow_degenerate:
+        raise ValueError(advice)
     if config.log_model and result.progress.finished:
         from molvae.tracking.serving import log_model
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from molvae.model.pretrained import pretrained_dir
 from molvae.tracking.runs import configure
 
 
@@ -13,16 +14,20 @@ def is_model_uri(path: str | Path) -> bool:
 
 
 def local_model_dir(spec: str | Path) -> Path:
-    """A model given as a folder or an MLflow URI, as a local folder holding its ``model.pt``.
+    """A model given as a folder, the name of a model shipped with molvae (``moses``), or an
+    MLflow URI, as a local folder holding its ``model.pt``.
 
     Stages call this before :func:`molvae.model.store.load_model`, which reads local files
-    only, so the network code never depends on MLflow.
+    only, so the network code never depends on MLflow. A folder of the same name as a
+    shipped model wins over it.
 
     Raises:
         FileNotFoundError: the URI holds no molvae model.
     """
     if not is_model_uri(spec):
-        return Path(spec)
+        path = Path(spec)
+        shipped = pretrained_dir(str(spec))
+        return shipped if shipped is not None and not path.exists() else path
     import mlflow
 
     configure()

@@ -16,9 +16,11 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -139,15 +141,20 @@ def configure() -> str:
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    # two processes creating a fresh local store race on its tables ("table latest_metrics
+    # already exists") and on the experiment, so the default store is set up under a lock
+    store_lock: AbstractContextManager = nullcontext()
     if uri == DEFAULT_URI:  # absolute, so a changed working folder never reuses a cached store
         uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    if mlflow.get_experiment_by_name(name) is None:
-        local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
-        location = (Path.cwd() / "mlartifacts").as_uri() if local else None
-        mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(name)
+        store_lock = FileLock(Path.cwd() / "mlflow.db.lock")
+    with store_lock:
+        mlflow.set_tracking_uri(uri)
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        if mlflow.get_experiment_by_name(name) is None:
+            local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+            location = (Path.cwd() / "mlartifacts").as_uri() if local else None
+            mlflow.create_experiment(name, artifact_location=location)
+        mlflow.set_experiment(name)
     return uri
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from molvae.io import atomic_path
+from molvae.io import atomic_path, load_tensors
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "molvae-checkpoint/1"
@@ -62,7 +62,7 @@ def load_checkpoint(model_dir: str | Path) -> dict[str, Any] | None:
     path = Path(model_dir) / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, "molvae training checkpoint")
     if state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a molvae training checkpoint "
                          f"(format {state.get('format')!r})")

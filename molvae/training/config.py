@@ -13,8 +13,13 @@ from molvae.config import ConfigError, option
 from molvae.model.presets import PRESETS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
-# options that may change when a run is resumed
-RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "num_workers", "threads"}
+# options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
+RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "num_workers", "threads",
+               "epochs", "allow_degenerate"}
+# options that cannot change on resume: the checkpoint's weights have this architecture, so a
+# new value would be silently ignored while the checkpoint recorded it
+FIXED_ON_RESUME = ("preset", "embed_dim", "hidden_dim", "num_layers", "encoder_hidden_dim",
+                   "encoder_layers", "latent_dim", "word_dropout", "property_head")
 
 
 @dataclass
@@ -63,11 +68,14 @@ class TrainConfig:
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     threads: int = option(0, help="CPU threads for torch (0 = torch's default); 1 is fastest "
                           "for the tiny preset")
-    resume: bool = option(False, help="continue from OUT/checkpoint.pt")
+    resume: bool = option(False, help="continue from OUT/checkpoint.pt; with more --epochs "
+                          "than before, a finished run is extended")
     seed: int = option(0, help="random seed")
     log_model: bool = option(True, help="store the best model in MLflow as a pyfunc model")
     registered_name: str | None = option("molvae-vae", help="register the logged model under "
                                          "this name in the MLflow model registry ('' = don't)")
+    allow_degenerate: bool = option(False, help="succeed even when the latent space collapsed "
+                                    "(0 active units; by default the stage fails with advice)")
 
     def validate(self) -> None:
         choices = {"preset": PRESETS, "kl_schedule": KL_SCHEDULES, "lr_schedule": LR_SCHEDULES}
@@ -87,5 +95,7 @@ class TrainConfig:
             raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
         if self.kl_schedule == "cyclical" and self.kl_warmup_steps > self.kl_cycle_steps:
             raise ConfigError("kl_warmup_steps must not exceed kl_cycle_steps")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if len(set(self.property_head)) != len(self.property_head):
             raise ConfigError(f"property_head lists a column twice: {self.property_head}")

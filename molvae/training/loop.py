@@ -8,6 +8,14 @@ floor each dimension's batch-mean KL so the optimizer gains nothing by collapsin
 
 The same script runs under ``torchrun --nproc_per_node=K``: each rank takes every K-th
 batch (so the global batch is ``K * batch_size``) and only rank 0 evaluates, writes and logs.
+
+Resuming (``--resume``) continues from OUT/checkpoint.pt. Raising ``epochs`` extends a run that
+had finished. The learning-rate schedule is then recomputed for the new total number of steps
+and continues from the current step, exactly as if the run had been started with the new
+``epochs``: the cosine picks up at its value for this step of the longer schedule (higher than
+where the shorter one ended) and decays to its floor at the new end; there is no new warm-up.
+An early-stopped run extended this way trains one more epoch and stops again unless val_loss
+improves. Options that fix the architecture (``FIXED_ON_RESUME``) cannot change on resume.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from molvae.config import to_dict
+from molvae.config import ConfigError, to_dict
 from molvae.data.batching import PreparedData, collate, epoch_batches, load_prepared
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
@@ -41,7 +49,7 @@ from molvae.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from molvae.training.config import RESUME_KEYS, TrainConfig
+from molvae.training.config import FIXED_ON_RESUME, RESUME_KEYS, TrainConfig
 from molvae.training.distributed import Distributed, setup_distributed
 from molvae.training.evaluate import evaluate
 from molvae.training.schedules import kl_weight, lr_factor
@@ -121,11 +129,7 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
         if model.vocab.tokens != data.vocab.tokens:
             raise ValueError(f"{out}/{CHECKPOINT_FILE} was trained with another vocabulary "
                              f"than {config.data}/vocab.json")
-        changed = sorted(k for k, v in to_dict(config).items()
-                         if checkpoint["train_config"].get(k) != v and k not in RESUME_KEYS)
-        if changed:
-            log.warning("resuming with changed options %s: the run will differ from an "
-                        "uninterrupted one", ", ".join(changed))
+        _check_resume_options(config, checkpoint["train_config"])
     model.to(device).train()
     torch.manual_seed(config.seed + job.rank)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -141,8 +145,16 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
     progress = Progress()
     if checkpoint is not None:
         optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        scheduler.load_state_dict(checkpoint["scheduler"])  # the step count; the schedule
+        # itself is this config's (see the module docstring), so the next step's LR comes from it
+        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs,
+                                       scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(scheduler.last_epoch)
         progress = Progress(**checkpoint["progress"])
+        if progress.finished and config.epochs > checkpoint["train_config"]["epochs"]:
+            log.info("extending the finished run from %d to %d epochs",
+                     checkpoint["train_config"]["epochs"], config.epochs)
+            progress.finished = False
         if len(checkpoint["rng"]) == job.world_size:
             restore_rng_state(checkpoint["rng"][job.rank])
         else:
@@ -225,6 +237,22 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
         progress.finished = True
         checkpoint_now()
     return progress
+
+
+def _check_resume_options(config: TrainConfig, saved: dict) -> None:
+    """Refuse options the checkpoint's weights fix (a new value would be ignored while the
+    checkpoint recorded it); warn about others that make the run differ from an
+    uninterrupted one."""
+    current = to_dict(config)
+    fixed = [k for k in FIXED_ON_RESUME if k in saved and saved[k] != current[k]]
+    if fixed:
+        raise ConfigError(f"cannot resume {config.out} with changed "
+                          f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}: "
+                          "they fix the model's architecture; train into another --out instead")
+    changed = sorted(k for k, v in current.items() if saved.get(k) != v and k not in RESUME_KEYS)
+    if changed:
+        log.warning("resuming with changed options %s: the run will differ from an "
+                    "uninterrupted one", ", ".join(changed))
 
 
 def _end_epoch(progress: Progress, metrics: dict, train_loss: float, config: TrainConfig,

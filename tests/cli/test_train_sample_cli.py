@@ -10,7 +10,8 @@ from molvae.model.store import load_model
 from molvae.tracking import local_model_dir
 
 TINY = ["--preset", "tiny", "--epochs", "1", "--batch-size", "16", "--eval-samples", "20",
-        "--eval-molecules", "5", "--log-every", "2", "--device", "cpu", "-q"]
+        "--eval-molecules", "5", "--log-every", "2", "--device", "cpu", "--allow-degenerate",
+        "-q"]
 
 
 def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:

@@ -33,7 +33,7 @@ def test_registered_model_serves_samples_and_latents(prepared_dir: Path, mlflow_
     assert main(["train", "--data", str(prepared_dir), "--out", "model", "--preset", "tiny",
                  "--epochs", "1", "--batch-size", "16", "--eval-samples", "10",
                  "--eval-molecules", "5", "--threads", "1", "--registered-name", "served-vae",
-                 "-q"]) == 0
+                 "--allow-degenerate", "-q"]) == 0
     port = free_port()
     bin_dir = Path(sys.executable).parent  # mlflow runs uvicorn from the environment's bin
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{Path.cwd() / 'mlflow.db'}",

@@ -1,0 +1,174 @@
+"""Molecule-level uses of a trained :class:`~molvae.model.vae.SelfiesVAE` beyond sampling.
+
+* :func:`elbo_terms`: per molecule, the posterior (mu, sigma) and the two terms of the ELBO,
+  the reconstruction negative log-likelihood of the molecule's tokens given ``z = mu`` under
+  teacher forcing, and KL(q(z|x) || N(0, I)). Their sum, the negative ELBO, is an
+  out-of-distribution score: molecules unlike the training data cost more nats.
+* :func:`interpolation_path`: latent points between two codes, on a straight line or on a
+  great circle (spherical interpolation, White 2016) around the prior's centre.
+
+Inputs that cannot be used keep their row, with NaN numbers and a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from molvae import chem
+from molvae.data.batching import pad_batch
+from molvae.data.tokens import smiles_to_selfies
+from molvae.model.vae import SelfiesVAE
+
+INTERPOLATIONS = ("linear", "spherical")
+SCORES = ("nll_per_token", "neg_elbo", "nll")
+
+
+@dataclass
+class ElboTerms:
+    """Per-molecule results of :func:`elbo_terms` (arrays of length N, NaN where unusable).
+
+    Attributes:
+        smiles: canonical SMILES (None when the input is not a usable molecule).
+        reason: why a row is unusable (None when it is usable).
+        mu, logvar: [N, latent_dim] posterior mean and log-variance.
+        nll: reconstruction negative log-likelihood in nats (summed over tokens, eos included).
+        kl: KL divergence of the posterior from N(0, I), in nats.
+        n_tokens: predicted tokens (the SELFIES tokens plus eos).
+        unknown_tokens: tokens outside the model's vocabulary (encoded as ``<unk>``).
+    """
+
+    smiles: list[str | None]
+    reason: list[str | None]
+    mu: np.ndarray
+    logvar: np.ndarray
+    nll: np.ndarray
+    kl: np.ndarray
+    n_tokens: np.ndarray
+    unknown_tokens: np.ndarray
+
+    @property
+    def neg_elbo(self) -> np.ndarray:
+        return self.nll + self.kl
+
+    @property
+    def nll_per_token(self) -> np.ndarray:
+        return self.nll / self.n_tokens
+
+    def table(self, latents: bool = True) -> pd.DataFrame:
+        """One row per molecule: smiles, reason, the ELBO terms, then mu_i and sigma_i."""
+        columns: dict[str, object] = {
+            "smiles": self.smiles, "reason": self.reason, "neg_elbo": self.neg_elbo,
+            "nll": self.nll, "nll_per_token": self.nll_per_token, "kl": self.kl,
+            "n_tokens": self.n_tokens, "unknown_tokens": self.unknown_tokens}
+        if latents:
+            columns.update({f"mu_{i}": self.mu[:, i] for i in range(self.mu.shape[1])})
+            sigma = np.exp(0.5 * self.logvar)
+            columns.update({f"sigma_{i}": sigma[:, i] for i in range(sigma.shape[1])})
+        return pd.DataFrame(columns)
+
+
+def tokenize(model: SelfiesVAE, smiles: Sequence[str | None]
+             ) -> tuple[list[list[int] | None], list[str | None], list[str | None]]:
+    """Token ids, canonical SMILES and the reason a row is unusable, per input SMILES."""
+    ids: list[list[int] | None] = []
+    canonical: list[str | None] = []
+    reasons: list[str | None] = []
+    for text in smiles:
+        mol, reason = chem.parse_with_reason(text if isinstance(text, str) else None)
+        name = chem.canonical_smiles(mol) if mol is not None and mol.GetNumAtoms() else None
+        selfies = smiles_to_selfies(name) if name else None
+        if mol is not None and selfies is None:
+            reason = "no molecule" if name is None else "SELFIES encoding failed"
+        ids.append(model.vocab.encode(selfies) if selfies else None)
+        canonical.append(name if selfies else None)
+        reasons.append(reason)
+    return ids, canonical, reasons
+
+
+@torch.no_grad()
+def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int = 512
+               ) -> ElboTerms:
+    """Posterior and ELBO terms of each molecule (see the module docstring)."""
+    ids, canonical, reasons = tokenize(model, smiles)
+    n, dim = len(ids), model.latent_dim
+    mu = np.full((n, dim), np.nan, dtype=np.float32)
+    logvar = mu.copy()
+    nll, kl = np.full(n, np.nan), np.full(n, np.nan)
+    n_tokens, unknown = np.full(n, np.nan), np.full(n, np.nan)
+    pad_id = model.vocab.pad_id
+    usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
+    for start in range(0, len(usable), batch_size):
+        rows = usable[start:start + batch_size]
+        tokens, lengths = pad_batch([ids[i] for i in rows], pad_id)
+        tokens = tokens.to(model.device)
+        batch_mu, batch_logvar = model.encode_tokens(tokens, lengths)
+        logits = model.teacher_forced_logits(batch_mu, tokens).float()
+        targets = tokens[:, 1:]
+        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=pad_id,
+                                    reduction="none")
+        mu_f, logvar_f = batch_mu.float(), batch_logvar.float()
+        batch_kl = 0.5 * (mu_f.pow(2) + logvar_f.exp() - 1.0 - logvar_f).sum(dim=1)
+        mu[rows] = mu_f.cpu().numpy()
+        logvar[rows] = logvar_f.cpu().numpy()
+        nll[rows] = per_token.sum(dim=1).double().cpu().numpy()
+        kl[rows] = batch_kl.double().cpu().numpy()
+        n_tokens[rows] = (lengths - 1).numpy()
+        unknown[rows] = (targets == model.vocab.unk_id).sum(dim=1).cpu().numpy()
+    return ElboTerms(canonical, reasons, mu, logvar, nll, kl, n_tokens, unknown)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation [len(t), d] between vectors a and b (linear when parallel)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)[:, None]
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    cosine = float(np.clip(a @ b / norms, -1.0, 1.0)) if norms > 0 else 1.0
+    omega = np.arccos(cosine)
+    if np.sin(omega) < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def interpolation_path(a: np.ndarray, b: np.ndarray, steps: int, method: str = "spherical",
+                       center: np.ndarray | None = None) -> np.ndarray:
+    """``steps`` latent points [steps, d] from a to b, both ends included.
+
+    Args:
+        method: ``linear`` (a straight line) or ``spherical`` (a great circle around
+            ``center``, which keeps the points at a typical distance from the prior's
+            centre instead of cutting through its low-density middle).
+        center: the centre of the spherical path (default: the origin).
+    """
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"method must be one of {', '.join(INTERPOLATIONS)}, got '{method}'")
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}")
+    t = np.linspace(0.0, 1.0, steps)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if method == "linear":
+        return ((1 - t[:, None]) * a + t[:, None] * b).astype(np.float32)
+    c = np.zeros_like(a) if center is None else np.asarray(center, dtype=np.float64)
+    return (c + slerp(a - c, b - c, t)).astype(np.float32)
+
+
+def interpolate(model: SelfiesVAE, a: str, b: str, steps: int = 10, method: str = "spherical"
+                ) -> pd.DataFrame:
+    """Greedy decodings along the path from mu(a) to mu(b): columns step, t, method, smiles.
+
+    The spherical path is centred on the mean of the model's fitted prior (the origin for a
+    model without one).
+    """
+    mu, _ = model.encode([a, b])
+    for text, row in zip((a, b), mu, strict=True):
+        if np.isnan(row).any():
+            raise ValueError(f"cannot encode SMILES {text!r}")
+    center = model.latent_mean.detach().float().cpu().numpy()
+    z = interpolation_path(mu[0], mu[1], steps, method, center)
+    return pd.DataFrame({"method": method, "step": np.arange(steps),
+                         "t": np.linspace(0.0, 1.0, steps), "smiles": model.decode(z)})

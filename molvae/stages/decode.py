@@ -1,0 +1,110 @@
+"""The decode stage: latent vectors → molecules, the inverse of ``molvae encode``.
+
+Reads a CSV/TSV/Parquet table with columns ``z_0 … z_{d-1}`` (or ``mu_0 …``, as ``molvae
+encode`` writes them), e.g. latents edited in a notebook, and decodes each row greedily (or by
+sampling at ``--temperature`` with ``--no-greedy``). Output: ``smiles``, ``valid``, and, when
+the input had a ``smiles`` column, ``input_smiles`` and ``reconstructed``; then the input's
+other non-latent columns. A row with a missing value decodes to nothing, with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from molvae import chem
+from molvae.config import ConfigError, option
+from molvae.io import read_table, write_table
+from molvae.model.store import load_model
+from molvae.stages.encode import check_table_path
+from molvae.tracking import Tracker, local_model_dir
+
+LATENT_PREFIXES = ("z", "mu")
+# columns of `molvae encode` that describe the old encoding, not the decoded molecule
+DERIVED = re.compile(r"^((z|mu|sigma)_\d+|neg_elbo|nll|nll_per_token|kl|n_tokens|"
+                     r"unknown_tokens|reason)$")
+
+
+def latent_columns(table: pd.DataFrame, dim: int, where: str) -> list[str]:
+    """``z_0..z_{dim-1}`` or ``mu_0..mu_{dim-1}``, whichever the table has (z first)."""
+    for prefix in LATENT_PREFIXES:
+        columns = [f"{prefix}_{i}" for i in range(dim)]
+        if all(c in table.columns for c in columns):
+            return columns
+    raise ConfigError(f"{where}: expected columns z_0..z_{dim - 1} or mu_0..mu_{dim - 1} "
+                      f"(this model's latent size is {dim}); columns: "
+                      f"{', '.join(map(str, table.columns[:12]))}")
+
+
+@dataclass
+class DecodeConfig:
+    """Options of ``molvae decode``."""
+
+    latents: Path = option(help="table of latent vectors (CSV/TSV/Parquet)", positional=True)
+    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    out: Path = option(Path("decoded.csv"), help="output table: .csv, .csv.gz, .tsv, .parquet "
+                       "or .sdf")
+    greedy: bool = option(True, help="most likely token at each step (--no-greedy: sample)")
+    temperature: float = option(1.0, help="softmax temperature when sampling")
+    seed: int | None = option(0, help="random seed when sampling")
+    batch_size: int = option(1024, help="latent rows decoded at once")
+    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    def validate(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_table_path(self.out)
+
+
+@dataclass
+class DecodeResult:
+    """Where the molecules went and how many are valid."""
+
+    out: Path
+    n: int
+    n_valid: int
+    reconstructed: float | None
+
+    def summary(self) -> str:
+        text = f"decoded {self.n} latent rows into {self.out}: {self.n_valid} valid molecules"
+        if self.reconstructed is not None:
+            text += f", {self.reconstructed:.1%} equal to their input molecule"
+        return text
+
+
+def run(config: DecodeConfig, tracker: Tracker) -> DecodeResult:
+    """Decode every row of the latent table, write the molecules, log validity."""
+    started = time.perf_counter()
+    table = read_table(config.latents)
+    model = load_model(local_model_dir(config.model), config.device)
+    columns = latent_columns(table, model.latent_dim, str(config.latents))
+    z = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+    ok = np.isfinite(z).all(axis=1)
+    decoded = iter(model.decode(z[ok], greedy=config.greedy, temperature=config.temperature,
+                                seed=config.seed, batch_size=config.batch_size))
+    smiles = [next(decoded) if good else None for good in ok]
+    out = pd.DataFrame({"smiles": smiles, "valid": [chem.to_mol(s) is not None for s in smiles],
+                        "reason": [None if good else "missing latent value" for good in ok]})
+    reconstructed = None
+    if "smiles" in table.columns:
+        out["input_smiles"] = table["smiles"].to_numpy()
+        out["reconstructed"] = out["smiles"].notna() & (out["smiles"] == out["input_smiles"])
+        usable = table["smiles"].notna().to_numpy() & ok
+        reconstructed = float(out.loc[usable, "reconstructed"].mean()) if usable.any() else None
+    keep = [c for c in table.columns if c not in out.columns and c != "smiles"
+            and not DERIVED.match(str(c))]
+    out = pd.concat([out, table[keep].reset_index(drop=True)], axis=1)
+    write_table(out, config.out)
+    n_valid = int(out["valid"].sum())
+    tracker.log_metrics({"n": len(out), "n_valid": n_valid, "validity": n_valid / max(1, len(out)),
+                         "reconstructed": reconstructed,
+                         "seconds": time.perf_counter() - started})
+    tracker.log_artifact(config.out)
+    return DecodeResult(Path(config.out), len(out), n_valid, reconstructed)

@@ -1,0 +1,58 @@
+"""Resuming: extending a finished run, refusing options the checkpoint fixes, and the stage
+refusing a collapsed model."""
+
+from pathlib import Path
+
+import pytest
+
+from molvae.cli import main
+from molvae.config import ConfigError, from_dict
+from molvae.training.checkpoint import load_checkpoint
+from molvae.training.config import TrainConfig
+from molvae.training.loop import TrainResult, train_model
+
+FAST = {"preset": "tiny", "epochs": 1, "batch_size": 8, "eval_samples": 4, "eval_molecules": 4,
+        "log_model": False, "device": "cpu", "lr_warmup_steps": 2, "max_train": 16}
+
+
+def train(data: Path, out: Path, **options: object) -> TrainResult:
+    return train_model(from_dict(TrainConfig, {**FAST, "data": str(data), "out": str(out),
+                                               **options}))
+
+
+def test_more_epochs_extend_a_finished_run_on_the_longer_lr_schedule(
+        prepared_dir: Path, tmp_path: Path) -> None:
+    once = train(prepared_dir, tmp_path / "m")
+    assert once.progress.finished and once.progress.epoch == 1
+    extended = train(prepared_dir, tmp_path / "m", epochs=2, resume=True)
+    assert extended.progress.finished and extended.progress.epoch == 2
+    assert extended.progress.step == 2 * once.progress.step
+    assert [row["epoch"] for row in extended.progress.history] == [1, 2]
+    whole = train(prepared_dir, tmp_path / "whole", epochs=2)
+    lr = load_checkpoint(tmp_path / "m")["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(load_checkpoint(tmp_path / "whole")["optimizer"]
+                               ["param_groups"][0]["lr"])
+    assert whole.progress.step == extended.progress.step
+
+
+def test_resume_refuses_options_that_fix_the_architecture(prepared_dir: Path,
+                                                          tmp_path: Path) -> None:
+    train(prepared_dir, tmp_path / "m", max_steps=1)
+    fixed = r"changed preset \('tiny' -> 'small'\), latent_dim \(None -> 4\)"
+    with pytest.raises(ConfigError, match=fixed):
+        train(prepared_dir, tmp_path / "m", resume=True, latent_dim=4, preset="small")
+    with pytest.raises(ConfigError, match="max_steps must be >= 1, got 0"):
+        train(prepared_dir, tmp_path / "m", resume=True, max_steps=0)
+
+
+def test_train_stage_fails_on_a_collapsed_latent_unless_allowed(
+        prepared_dir: Path, tmp_path: Path, mlflow_store: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--data", str(prepared_dir), "--out", str(tmp_path / "m"), "--preset",
+            "tiny", "--epochs", "1", "--batch-size", "32", "--eval-samples", "4",
+            "--eval-molecules", "4", "--no-log-model", "--device", "cpu", "-q"]
+    assert main(args) == 2
+    error = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("molvae train: error:")]
+    assert len(error) == 1 and "0 active units" in error[0] and "lower beta_max" in error[0]
+    assert main([*args, "--resume", "--allow-degenerate"]) == 0

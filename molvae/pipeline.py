@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -192,36 +193,77 @@ def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None 
 
 def _run_locked(pipeline: Pipeline, only: str | None, start: str | None, force: bool,
                 track: bool) -> dict[str, str]:
-    """:func:`run_pipeline` once the working folder is locked."""
+    """:func:`run_pipeline` once the working folder is locked.
+
+    The parent run carries every chosen stage's headline numbers as ``STAGE/NAME`` metrics
+    (a cached stage's come from its ``.done.json``); when every chosen stage is cached there
+    is nothing new to record, so no parent run is made.
+    """
     chosen = select(pipeline, only, start)
-    statuses: dict[str, str] = {}
-    resolved = {s.name: cfg.to_dict(s.config) for s in pipeline.stages}
+    for stage in pipeline.stages:
+        if (stage.name not in chosen and not stage.done
+                and any(stage.name in get_stage(c).reads.values() for c in chosen)):
+            raise cfg.ConfigError(f"stage '{stage.name}' has not run yet; run it first "
+                                  f"(or drop --only/--from)")
+    planned = {s.name: s for s in pipeline.stages}
+    statuses = {s.name: "cached" if s.done and not force else "ran"
+                for s in pipeline.stages if s.name in chosen}
+    for name, status in statuses.items():
+        if status == "cached":
+            log.info("%s: cached in %s", name, planned[name].folder)
+    if "ran" not in statuses.values():
+        return statuses
+    kept = [s for s in pipeline.stages if s.done and statuses.get(s.name) != "ran"]
+    runs = {s.name: run_id for s in kept if (run_id := _done(s).get("run_id"))}
     run_name = f"{pipeline.name}: {' → '.join(chosen)}"
     with tracking.stage_run("pipeline", {"pipeline": pipeline.name, "stages": ",".join(chosen)},
                             enabled=track, run_name=run_name) as tracker:
         if pipeline.source is not None:
             tracker.log_artifact(pipeline.source)
-        tracker.log_dict(resolved, "resolved_pipeline.json")
-        for stage in pipeline.stages:
-            if stage.name not in chosen:
-                if not stage.done and any(stage.name in get_stage(c).reads.values()
-                                          for c in chosen):
-                    raise cfg.ConfigError(f"stage '{stage.name}' has not run yet; run it first "
-                                          f"(or drop --only/--from)")
-                continue
-            if stage.done and not force:
-                log.info("%s: cached in %s", stage.name, stage.folder)
-                statuses[stage.name] = "cached"
-                continue
-            _prepare_folder(stage, force)
-            started = time.perf_counter()
-            log.info("%s: running into %s", stage.name, stage.folder)
-            run_stage(stage.name, stage.config, track=track)
-            write_json({"stage": stage.name, "config": cfg.to_dict(stage.config),
-                        "seconds": time.perf_counter() - started}, stage.folder / DONE)
-            statuses[stage.name] = "ran"
-        tracker.log_metrics({f"ran/{k}": float(v == "ran") for k, v in statuses.items()})
+        tracker.log_dict({s.name: cfg.to_dict(s.config) for s in pipeline.stages},
+                         "resolved_pipeline.json")
+        tracker.set_tags({f"molvae.{state}": ",".join(n for n, s in statuses.items() if s == state)
+                          for state in ("ran", "cached")})
+        for name, status in statuses.items():
+            stage = planned[name]
+            if status == "ran":
+                _run_one(stage, planned, runs, force, track)
+            tracker.log_metrics({f"{name}/{k}": v for k, v in _done(stage)["headline"].items()})
     return statuses
+
+
+def _run_one(stage: PlannedStage, planned: dict[str, PlannedStage], runs: dict[str, str],
+             force: bool, track: bool) -> None:
+    """Run one stage into its folder, linked to the runs that made the outputs it reads, and
+    mark it done with its run id and headline numbers (so a cached rerun can report them)."""
+    _prepare_folder(stage, force)
+    started = time.perf_counter()
+    log.info("%s: running into %s", stage.name, stage.folder)
+    linked = {source: runs[source] for key, source in get_stage(stage.name).reads.items()
+              if source in runs and str(getattr(stage.config, key)) == str(planned[source].output)}
+    result = run_stage(stage.name, stage.config, track=track, runs=linked)
+    if stage.name in linked:
+        runs[stage.name] = linked[stage.name]
+    write_json({"stage": stage.name, "config": cfg.to_dict(stage.config),
+                "seconds": time.perf_counter() - started, "run_id": linked.get(stage.name),
+                "headline": headline(result)}, stage.folder / DONE)
+
+
+def headline(result: Any) -> dict[str, float]:
+    """A stage result's finite headline numbers: its ``headline()``, or else the numbers in its
+    ``metrics`` (the score stage's result has only those)."""
+    numbers = result.headline() if hasattr(result, "headline") else {
+        k: v for k, v in (getattr(result, "metrics", None) or {}).items()
+        if isinstance(v, (int, float))}
+    return {k: float(v) for k, v in numbers.items() if math.isfinite(v)}
+
+
+def _done(stage: PlannedStage) -> dict[str, Any]:
+    """A finished stage's marker; one written before markers held numbers has an empty
+    headline."""
+    marker = json.loads((stage.folder / DONE).read_text())
+    marker.setdefault("headline", {})
+    return marker
 
 
 def _prepare_folder(stage: PlannedStage, force: bool) -> None:

@@ -17,6 +17,14 @@ from matplotlib.figure import Figure
 from molvae import chem
 from molvae.io import atomic_path
 
+# axis labels for the standard property panel (chem.PROPERTY_NAMES); other columns show as named
+AXIS_LABELS = {"mw": "molecular weight (Da)", "logp": "logP (Crippen, unitless)",
+               "qed": "QED (0-1)", "sa": "SA score (1 easy - 10 hard)", "tpsa": "TPSA (Å²)",
+               "hbd": "H-bond donors (count)", "hba": "H-bond acceptors (count)",
+               "rotatable_bonds": "rotatable bonds (count)", "rings": "rings (count)",
+               "heavy_atoms": "heavy atoms (count)", "plogp": "penalized logP (unitless)"}
+SMILES_SHOWN = 30  # characters of SMILES under a grid picture before it is cut with '…'
+
 
 def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
                         columns: Sequence[str], path: str | Path,
@@ -33,8 +41,8 @@ def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
     columns = [c for c in columns if c in generated.columns or c in reference.columns]
     n_rows = max(1, math.ceil(len(columns) / per_row))
     fig = Figure(figsize=(3.2 * per_row, 2.5 * n_rows + 0.4))
-    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.06, top=1 - 0.5 / (2.5 * n_rows + 0.4),
-                        hspace=0.45, wspace=0.25)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.09, top=1 - 0.5 / (2.5 * n_rows + 0.4),
+                        hspace=0.55, wspace=0.3)
     axes = fig.subplots(n_rows, per_row, squeeze=False).ravel()
     colors = ("tab:blue", "tab:gray")
     for ax, column in zip(axes, columns):
@@ -48,7 +56,8 @@ def property_histograms(generated: pd.DataFrame, reference: pd.DataFrame,
                 if values.size:
                     ax.hist(np.clip(values, edges[0], edges[-1]), bins=edges, density=True,
                             alpha=0.55, color=color, histtype="stepfilled")
-        ax.set_title(column, fontsize=10)
+        ax.set_xlabel(AXIS_LABELS.get(column, column), fontsize=9)
+        ax.set_ylabel("density", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in axes[len(columns):]:
         ax.set_axis_off()
@@ -67,12 +76,20 @@ def _finite(table: pd.DataFrame, column: str) -> np.ndarray:
 
 def molecule_grid(smiles: Sequence[str], legends: Sequence[str] | None, path: str | Path,
                   per_row: int = 6, size: tuple[int, int] = (250, 250)) -> Path:
-    """A PNG grid of molecules drawn by RDKit, each with its legend."""
-    png = chem.draw_grid(smiles, legends, per_row=per_row, size=size)
+    """A PNG grid of molecules drawn by RDKit at one scale; under each, its position in
+    ``smiles`` (#1 first: the rank or row a reader can look up), its legend and its SMILES."""
+    legends = legends if legends is not None else [""] * len(smiles)
+    labels = [f"#{i} {legend}".rstrip() + f"\n{_shorten(s)}"
+              for i, (s, legend) in enumerate(zip(smiles, legends, strict=True), start=1)]
+    png = chem.draw_grid(smiles, labels, per_row=per_row, size=size)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(png)
     return path
+
+
+def _shorten(smiles: str) -> str:
+    return smiles if len(smiles) <= SMILES_SHOWN else smiles[:SMILES_SHOWN - 1] + "…"
 
 
 DPI = 120

@@ -16,7 +16,12 @@ def draw_grid(smiles: Sequence[str], legends: Sequence[str] | None = None, per_r
     pairs = [(mol, legend) for mol, legend in zip(map(to_mol, smiles), legends)
              if mol is not None]
     options = Draw.MolDrawOptions()
-    options.drawMolsSameScale = False  # one huge molecule must not shrink all the others
+    # one scale for all: a fixed bond length (pixels) rather than "fit the largest molecule",
+    # which would shrink every other one; only a molecule too big for its cell is shrunk
+    options.drawMolsSameScale = False
+    options.fixedBondLength = size[0] / 10
+    options.legendFontSize = 14
+    options.legendFraction = 0.25
     return Draw.MolsToGridImage([m for m, _ in pairs], molsPerRow=per_row, subImgSize=size,
                                 legends=[lg for _, lg in pairs], returnPNG=True,
                                 drawOptions=options)

@@ -96,6 +96,10 @@ class PrepResult:
         parts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         return f"prepared {self.out}: {parts} ({self.seconds:.1f} s)"
 
+    def headline(self) -> dict[str, float]:
+        """How many molecules went in, were kept and landed in each split."""
+        return {f"n_{name}": float(n) for name, n in self.counts.items()}
+
 
 def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     """The prep stage: read, standardize, filter, de-duplicate, split, tokenize, write."""

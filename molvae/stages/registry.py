@@ -88,10 +88,27 @@ def get_stage(name: str) -> Stage:
     return STAGES[name]
 
 
-def run_stage(name: str, config: Any, track: bool = True, run_name: str | None = None) -> Any:
-    """Run one stage inside its own MLflow run (nested under an active pipeline run)."""
+def run_stage(name: str, config: Any, track: bool = True, run_name: str | None = None,
+              runs: dict[str, str] | None = None) -> Any:
+    """Run one stage inside its own MLflow run (nested under an active pipeline run).
+
+    The run lists the tables the stage reads as MLflow datasets. ``runs`` maps the stages
+    whose outputs this one reads to their run ids (a pipeline knows them): each becomes a
+    ``molvae.upstream.KEY`` tag, so a reader can follow an input to the run that made it; this
+    stage's own run id is added to ``runs``.
+    """
     stage = get_stage(name)
     track = track and os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 records
-    with tracking.stage_run(name, cfg.to_dict(config), enabled=track,
-                            run_name=run_name) as tracker:
-        return stage.callable()(config, tracker)
+    runs = {} if runs is None else runs
+    options = cfg.to_dict(config)
+    with tracking.stage_run(name, options, enabled=track, run_name=run_name) as tracker:
+        tracker.set_tags({f"molvae.upstream.{key}": runs[source]
+                          for key, source in stage.reads.items() if source in runs})
+        for key, value in options.items():
+            for item in value if isinstance(value, list) else [value]:
+                if key not in ("out", "cache_dir") and isinstance(item, str):  # what it writes
+                    tracker.log_input_table(item, context=key)
+        result = stage.callable()(config, tracker)
+        if tracker.run_id:
+            runs[name] = tracker.run_id
+        return result

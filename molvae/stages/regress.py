@@ -135,6 +135,16 @@ class RegressResult:
             lines.append(f"  {prop:12s} best {self.best[prop]:9s} | " + ", ".join(parts))
         return "\n".join(lines)
 
+    def headline(self) -> dict[str, float]:
+        """Test R² and MAE per property of the regressor chosen for it."""
+        numbers = {}
+        for prop, name in self.best.items():
+            for key in ("r2", "mae"):
+                value = self.scores[prop][name].get(key)
+                if value is not None:
+                    numbers[f"{prop}_{key}"] = float(value)
+        return numbers
+
 
 def _training_rows(z: np.ndarray, y: np.ndarray, config: RegressConfig,
                    prop: str) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,10 @@ class SampleResult:
         return (f"sampled {self.n} molecules into {self.out}: validity {self.validity:.3f}, "
                 f"uniqueness {self.uniqueness:.3f} ({self.seconds:.1f} s)")
 
+    def headline(self) -> dict[str, float]:
+        """The share of valid and of unique molecules among those drawn."""
+        return {"validity": self.validity, "uniqueness": self.uniqueness}
+
 
 def run(config: SampleConfig, tracker: Tracker) -> SampleResult:
     """Generate ``config.n`` molecules, mark which RDKit accepts, write the CSV, log metrics."""

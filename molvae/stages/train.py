@@ -13,6 +13,8 @@ from molvae.training.loop import TrainResult, train_model
 
 __all__ = ["TrainConfig", "TrainResult", "run"]
 
+DEFAULT_REGISTERED_NAME = "molvae-vae"
+
 
 def collapse_advice(result: TrainResult) -> str | None:
     """What to change when the finished model's latent space collapsed (None if it did not).
@@ -47,5 +49,22 @@ def run(config: TrainConfig, tracker: Tracker) -> TrainResult:
     if config.log_model and result.progress.finished:
         from molvae.tracking.serving import log_model
 
-        result.model_uri = log_model(tracker, out, config.registered_name or None)
+        headline, p = result.headline(), result.progress
+        description = (f"Trained on {config.data} with the {config.preset} preset for "
+                       f"{p.epoch} epoch(s); best val_loss {p.best_val_loss:.4g} at epoch "
+                       f"{p.best_epoch}.")
+        tags = {"data": config.data, "preset": config.preset,
+                **{k: f"{v:.4g}" for k, v in headline.items()}}
+        result.model_uri = log_model(tracker, out, registered_name(config), description, tags)
     return result
+
+
+def registered_name(config: TrainConfig) -> str | None:
+    """The registry name to add the model under, or None: an explicit name always registers
+    ('' never); by default real runs register as molvae-vae, while throwaway ones (the
+    ``tiny`` preset, a ``max_steps`` cap) stay out so tests and trials do not bury the
+    models people serve."""
+    if config.registered_name is not None:
+        return config.registered_name or None
+    throwaway = config.preset == "tiny" or config.max_steps is not None
+    return None if throwaway else DEFAULT_REGISTERED_NAME

@@ -11,10 +11,12 @@ Defaults follow MLflow's own local conventions: a SQLite store ``mlflow.db`` and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -26,6 +28,14 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "molvae"
+# MLflow 3's UI opens an experiment without this tag on an empty GenAI (traces) overview;
+# molvae's experiments hold model-training runs, so they should open on the runs table
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+BEST_ALIAS = "best"
+REGISTERED_DESCRIPTION = ("SELFIES GRU VAEs trained by molvae. Each version says its data, preset "
+                          "and best val_loss; the alias 'best' is the lowest val_loss so far "
+                          "(models:/NAME@best).")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz")
 _METRIC_NAME = re.compile(r"[^0-9A-Za-z_\-. /:]")
 
 log = logging.getLogger(__name__)
@@ -68,12 +78,22 @@ class Tracker:
         """Label the run (e.g. the stage name, the output folder)."""
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
-                         registered_model_name: str | None = None,
                          pip_requirements: list[str] | None = None,
                          code_paths: list[str] | None = None, signature: Any = None,
                          input_example: Any = None) -> str | None:
-        """Store (and optionally register) an MLflow pyfunc model; returns its URI."""
+        """Store an MLflow pyfunc model in the run; returns its URI."""
         return None
+
+    def register_model(self, model_uri: str, name: str, description: str,
+                       tags: Mapping[str, Any], best_by: str) -> str | None:
+        """Add a logged model to the registry as a described, tagged version; returns
+        ``models:/NAME/VERSION``. The alias ``best`` moves to it when its ``best_by`` tag (a
+        loss: lower is better) beats the version holding the alias."""
+        return None
+
+    def log_input_table(self, path: str | Path, context: str) -> None:
+        """Record a table the stage read as an MLflow dataset (a folder: its Parquet tables);
+        anything else (a model folder, a SMILES, 'moses') is passed over."""
 
 
 NullTracker = Tracker
@@ -121,18 +141,81 @@ class MlflowTracker(Tracker):
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_pyfunc_model(self, name: str, python_model: Any, artifacts: dict[str, str],
-                         registered_model_name: str | None = None,
                          pip_requirements: list[str] | None = None,
                          code_paths: list[str] | None = None, signature: Any = None,
                          input_example: Any = None) -> str | None:
         import mlflow
 
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=python_model, artifacts=artifacts,
-            registered_model_name=registered_model_name, signature=signature,
+            name=name, python_model=python_model, artifacts=artifacts, signature=signature,
             input_example=input_example, pip_requirements=pip_requirements, code_paths=code_paths,
         )
         return info.model_uri
+
+    def register_model(self, model_uri: str, name: str, description: str,
+                       tags: Mapping[str, Any], best_by: str) -> str | None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        client = mlflow.MlflowClient()
+        version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        client.update_model_version(name, version.version, description=description)
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=REGISTERED_DESCRIPTION)
+        try:
+            holder = client.get_model_version_by_alias(name, BEST_ALIAS)
+            current = float(holder.tags.get(best_by, math.inf))
+        except MlflowException:  # no version holds the alias yet
+            current = math.inf
+        if float(tags[best_by]) < current:
+            client.set_registered_model_alias(name, BEST_ALIAS, version.version)
+        return f"models:/{name}/{version.version}"
+
+    def log_input_table(self, path: str | Path, context: str) -> None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            path = Path(path)
+            tables = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+            for table in tables:
+                if table.is_file() and table.name.lower().endswith(TABLE_SUFFIXES):
+                    dataset, rows = _table_dataset(table)
+                    mlflow.log_input(dataset, context=context,
+                                     tags=None if rows is None else {"rows": str(rows)})
+        except (OSError, ValueError, MlflowException) as error:  # a name too long for a path,
+            # an unreadable table: the stage reports its inputs' faults better than this can
+            log.debug("%s not recorded as a dataset: %s", path, error)
+
+
+def _table_dataset(path: Path) -> tuple[Any, int | None]:
+    """A schema-only MLflow dataset for a table file, and its row count where that is cheap.
+
+    Tables reach 1.6M rows, so nothing is read in full: Parquet gives its schema and row count
+    from the footer, a CSV its schema from the first rows. The digest is the file's size and
+    modification time, which changes whenever a stage rewrites the file.
+    """
+    import pandas as pd
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models import infer_signature
+
+    rows: int | None = None
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        head = pq.read_schema(path).empty_table().to_pandas()
+        rows = pq.ParquetFile(path).metadata.num_rows
+    else:
+        head = pd.read_csv(path, nrows=100, sep="\t" if ".tsv" in path.suffixes else ",")
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    with warnings.catch_warnings():  # MLflow registers its local source twice and says so, and
+        warnings.simplefilter("ignore")  # hints that integer columns cannot hold missing values
+        source = resolve_dataset_source(str(path.resolve()))
+        schema = infer_signature(head).inputs
+    name = f"{path.parent.name}/{path.name}"
+    return MetaDataset(source, name=name, digest=digest.hexdigest()[:8], schema=schema), rows
 
 
 def configure() -> str:
@@ -150,10 +233,14 @@ def configure() -> str:
     with store_lock:
         mlflow.set_tracking_uri(uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-        if mlflow.get_experiment_by_name(name) is None:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is None:
             local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
             location = (Path.cwd() / "mlartifacts").as_uri() if local else None
-            mlflow.create_experiment(name, artifact_location=location)
+            mlflow.create_experiment(name, artifact_location=location,
+                                     tags=dict([EXPERIMENT_KIND]))
+        elif EXPERIMENT_KIND[0] not in experiment.tags:  # made by an older molvae or by hand
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
         mlflow.set_experiment(name)
     return uri
 

@@ -17,6 +17,7 @@ signature whose parameter schema lets HTTP callers pass ``temperature``, ``seed`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,23 @@ def signature() -> Any:
     return ModelSignature(inputs=inputs, params=params)
 
 
-def log_model(tracker: Tracker, model_dir: str | Path,
-              registered_name: str | None = None) -> str | None:
+def log_model(tracker: Tracker, model_dir: str | Path, registered_name: str | None = None,
+              description: str = "", tags: Mapping[str, Any] | None = None) -> str | None:
     """Attach ``MODEL_DIR/model.pt`` to the run as a pyfunc model; returns its URI.
 
     The molvae package travels with the model (``code_paths``), so ``mlflow models serve``
     works in any environment with the listed requirements; ``registered_name`` also adds it
-    to the model registry as a new version (``models:/NAME/VERSION``).
+    to the model registry as a new version (``models:/NAME/VERSION``) with ``description`` and
+    ``tags``, which must hold ``best_val_loss``: the alias ``best`` follows the lowest.
     """
     package = Path(molvae.__file__).parent
-    return tracker.log_pyfunc_model(
+    uri = tracker.log_pyfunc_model(
         name="model", python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
         artifacts={ARTIFACT: str(Path(model_dir) / MODEL_FILE)},
-        pip_requirements=REQUIREMENTS, registered_model_name=registered_name,
-        code_paths=[str(package)], signature=signature(),
+        pip_requirements=REQUIREMENTS, code_paths=[str(package)], signature=signature(),
         input_example=pd.DataFrame({"n_samples": [2]}),
     )
+    if uri and registered_name:
+        tracker.register_model(uri, registered_name, description, tags or {},
+                               best_by="best_val_loss")
+    return uri

@@ -14,7 +14,7 @@ from molvae.model.presets import PRESETS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 # options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
-RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "num_workers", "threads",
+RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "threads",
                "epochs", "allow_degenerate"}
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
 # new value would be silently ignored while the checkpoint recorded it
@@ -64,7 +64,6 @@ class TrainConfig:
     eval_molecules: int = option(1000, help="validation molecules reconstructed per epoch")
     amp: bool = option(True, help="bf16 autocast on CUDA")
     compile: bool = option(False, help="torch.compile the model")
-    num_workers: int = option(0, help="DataLoader worker processes")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
     threads: int = option(0, help="CPU threads for torch (0 = torch's default); 1 is fastest "
                           "for the tiny preset")
@@ -72,8 +71,9 @@ class TrainConfig:
                           "than before, a finished run is extended")
     seed: int = option(0, help="random seed")
     log_model: bool = option(True, help="store the best model in MLflow as a pyfunc model")
-    registered_name: str | None = option("molvae-vae", help="register the logged model under "
-                                         "this name in the MLflow model registry ('' = don't)")
+    registered_name: str | None = option(None, help="register the logged model under this name "
+                                         "in the MLflow model registry ('' = never; default: "
+                                         "molvae-vae, except for the tiny preset or --max-steps)")
     allow_degenerate: bool = option(False, help="succeed even when the latent space collapsed "
                                     "(0 active units; by default the stage fails with advice)")
 
@@ -88,7 +88,7 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "grad_clip", "beta_max", "free_bits", "patience",
                     "kl_warmup_steps", "lr_warmup_steps", "property_weight", "eval_samples",
-                    "eval_molecules", "num_workers"):
+                    "eval_molecules"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.word_dropout < 1:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from molvae import chem
-from molvae.data.batching import PreparedData, collate
+from molvae.data.batching import DeviceTokens, PreparedData
 from molvae.devices import autocast
 from molvae.model.loss import active_units, kl_per_dimension, vae_loss
 from molvae.model.vae import SelfiesVAE
@@ -33,28 +33,33 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
     model.eval()
     pad = model.vocab.pad_id
     n = len(data.val)
-    sums: dict[str, float] = {}
-    correct = total = 0
-    mu = np.empty((n, model.latent_dim), dtype=np.float32)
-    kl_dims = torch.zeros(model.latent_dim)
+    val = DeviceTokens(data.val, device)
+    zero = torch.zeros((), device=device)  # sums stay on the device: one sync at the end
+    sums: dict[str, torch.Tensor] = {}
+    correct, total = zero.clone(), zero.clone()
+    mu = torch.empty((n, model.latent_dim), device=device)
+    kl_dims = torch.zeros(model.latent_dim, device=device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             rows = range(start, min(n, start + batch_size))
-            batch = collate([data.val[i] for i in rows]).to(device)
+            batch = val.batch(rows)
             with autocast(device, amp):
                 out = model(batch.tokens, batch.lengths)
                 terms = vae_loss(out, batch, pad, beta, 0.0, property_weight)
                 logits = model.teacher_forced_logits(out.mu, batch.tokens)
             targets = batch.tokens[:, 1:]
             known = targets != pad
-            correct += int(((logits.argmax(-1) == targets) & known).sum())
-            total += int(known.sum())
+            correct += ((logits.argmax(-1) == targets) & known).sum()
+            total += known.sum()
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * len(rows)
-            kl_dims += kl_per_dimension(out.mu, out.logvar).cpu() * len(rows)
-            mu[start:start + len(rows)] = out.mu.float().cpu().numpy()
+                sums[key] = sums.get(key, zero) + value.detach().float() * len(rows)
+            kl_dims += kl_per_dimension(out.mu, out.logvar) * len(rows)
+            mu[start:start + len(rows)] = out.mu.float()
+    mu = mu.cpu().numpy()
+    sums = {key: float(value) for key, value in sums.items()}
+    correct, total, kl_dims = int(correct), int(total), kl_dims.cpu()
     count = min(eval_molecules, n)
     rebuilt = model.decode(mu[:count])
     model.fit_prior(mu)

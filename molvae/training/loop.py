@@ -30,11 +30,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from molvae.config import ConfigError, to_dict
-from molvae.data.batching import PreparedData, collate, epoch_batches, load_prepared
+from molvae.data.batching import DeviceTokens, PreparedData, epoch_batches, load_prepared
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
 from molvae.model.loss import vae_loss
@@ -88,6 +87,14 @@ class TrainResult:
                 if p.best_epoch else "no epoch completed yet")
         return (f"training {state}: {p.epoch} epochs, {p.step} steps, {best}; "
                 f"model in {self.out} ({self.seconds:.1f} s)")
+
+    def headline(self) -> dict[str, float]:
+        """The numbers models are compared by, taken at the best epoch (the model kept)."""
+        p = self.progress
+        best = next((row for row in p.history if row["epoch"] == p.best_epoch), {})
+        return {"best_val_loss": p.best_val_loss, "epochs": float(p.epoch),
+                **{k: float(best[k]) for k in ("molecule_accuracy", "prior_validity",
+                                               "active_units") if k in best}}
 
 
 def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
@@ -176,22 +183,19 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
                              "scheduler": scheduler.state_dict(), "progress": asdict(progress),
                              "rng": rng, "train_config": to_dict(config)}, out)
 
+    train_tokens = DeviceTokens(data.train, device)
     while progress.epoch < config.epochs and not progress.finished:
         batches = epoch_batches(data.train.lengths, config.batch_size, config.seed,
                                 progress.epoch, job.rank, job.world_size)
-        loader = DataLoader(data.train, batch_sampler=batches[progress.batch:],
-                            collate_fn=collate, num_workers=config.num_workers,
-                            pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(config.seed))
         bar = tqdm(total=len(batches), initial=progress.batch, unit="batch",
                    desc=f"epoch {progress.epoch + 1}/{config.epochs}",
                    **({} if job.is_main else {"disable": True}))  # else TQDM_DISABLE decides
         loss_sum = torch.tensor(progress.epoch_loss_sum, device=device)
         window_start, window_molecules = time.perf_counter(), 0
-        for batch in loader:
+        for rows in batches[progress.batch:]:
             beta = kl_weight(progress.step, config.kl_schedule, config.beta_max,
                              config.kl_warmup_steps, config.kl_cycle_steps)
-            batch = batch.to(device)
+            batch = train_tokens.batch(rows)
             with autocast(device, config.amp):
                 terms = vae_loss(step_model(batch.tokens, batch.lengths), batch,
                                   model.vocab.pad_id, beta, config.free_bits,

@@ -15,7 +15,8 @@ TINY = ["--preset", "tiny", "--epochs", "1", "--batch-size", "16", "--eval-sampl
 
 
 def test_train_then_sample_end_to_end(prepared_dir: Path, mlflow_runs) -> None:
-    assert main(["train", "--data", str(prepared_dir), "--out", "model", *TINY]) == 0
+    assert main(["train", "--data", str(prepared_dir), "--out", "model", *TINY,
+                 "--registered-name", "molvae-vae"]) == 0
     assert {"model.pt", "checkpoint.pt", "history.csv"} <= {p.name for p in Path("model").iterdir()}
     assert main(["sample", "--model", "model", "-n", "30", "--out", "samples.csv",
                  "--temperature", "0.8", "--seed", "5", "-q"]) == 0

@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -13,12 +11,7 @@ import pytest
 
 from molvae import chem
 from molvae.cli import main
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.integration.servers import free_port, wait_until_up
 
 
 def post(url: str, payload: dict) -> dict:
@@ -45,15 +38,7 @@ def test_registered_model_serves_samples_and_latents(prepared_dir: Path, mlflow_
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"server did not start: {server.stderr.read().decode()[-6000:]}")
-                time.sleep(0.5)
+        wait_until_up(server, f"{base}/ping", 90)
         request = {"dataframe_split": {"columns": ["n_samples"], "data": [[3]]},
                    "params": {"seed": 7, "temperature": 0.8}}
         drawn = post(f"{base}/invocations", request)

@@ -2,11 +2,8 @@
 loopback, a pipeline tracked over HTTP, its model registered and loaded back from the server."""
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +12,7 @@ import yaml
 
 from molvae.cli import main
 from tests.conftest import FIXTURES
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.integration.servers import free_port, wait_until_up
 
 
 @pytest.fixture
@@ -37,16 +29,7 @@ def team_server(tmp_path: Path) -> Iterator[str]:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: "
-                                f"{server.stderr.read().decode()[-4000:]}")
-                time.sleep(0.5)
+        wait_until_up(server, f"{base}/health", 120)
         yield base
     finally:
         server.terminate()

@@ -16,6 +16,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,27 +73,78 @@ def _unpacked(packed: np.ndarray, device: torch.device) -> torch.Tensor:
     return ((data.unsqueeze(-1) >> shifts) & 1).reshape(len(packed), -1).float()
 
 
-def _similarity_blocks(query: np.ndarray, reference: np.ndarray, device: torch.device,
-                       desc: str, block: int = BLOCK_ROWS
-                       ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
-    """Tanimoto similarities of packed fingerprints, block by block (query × reference), so
-    memory stays bounded for sets of any size.
+def _matmul_blocks(query: np.ndarray, reference: np.ndarray, device: torch.device,
+                   block: int) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """Tanimoto on an accelerator: intersections are a float32 matrix product (exact for 0/1
+    vectors), as MOSES does with torch."""
+    for q0 in range(0, len(query), block):
+        queries = _unpacked(query[q0:q0 + block], device)
+        query_counts = queries.sum(1, keepdim=True)
+        for r0 in range(0, len(reference), block):
+            refs = _unpacked(reference[r0:r0 + block], device)
+            inter = queries @ refs.T
+            union = query_counts + refs.sum(1) - inter
+            sim = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
+            yield slice(q0, q0 + len(queries)), slice(r0, r0 + len(refs)), sim
 
-    Intersections are a float32 matrix product (exact for 0/1 vectors), as MOSES does with
-    torch. Two empty fingerprints count as similarity 1, as in MOSES.
+
+def _bit_rows(query: np.ndarray, columns: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Tanimoto of each packed query against every reference, from the reference stored bit by
+    bit (``columns[b]`` = which references have bit b).
+
+    A Morgan fingerprint sets ~40 of 1024 bits, so summing the query's ~40 bit rows costs ~25x
+    fewer operations than a dense product over all 1024. Intersections stay integers (uint8 is
+    exact while the query has < 256 bits) and the division is float32, as in MOSES.
     """
-    n_blocks = -(-len(query) // block) * -(-len(reference) // block)
-    with tqdm(total=n_blocks, desc=desc, unit="block", leave=False) as bar:
-        for q0 in range(0, len(query), block):
-            queries = _unpacked(query[q0:q0 + block], device)
-            query_counts = queries.sum(1, keepdim=True)
-            for r0 in range(0, len(reference), block):
-                refs = _unpacked(reference[r0:r0 + block], device)
-                inter = queries @ refs.T
-                union = query_counts + refs.sum(1) - inter
-                sim = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(inter))
-                yield slice(q0, q0 + len(queries)), slice(r0, r0 + len(refs)), sim
-                bar.update()
+    out = np.ones((len(query), columns.shape[1]), dtype=np.float32)
+    for row, bits in zip(out, np.unpackbits(query, axis=1)):
+        on = np.flatnonzero(bits)
+        if len(on) == 0:  # empty query: similarity 0, or 1 to an empty reference (MOSES)
+            row[counts > 0] = 0.0
+            continue
+        inter = np.zeros(columns.shape[1], dtype=np.uint8 if len(on) < 256 else np.uint16)
+        for bit in on:
+            np.add(inter, columns[bit], out=inter)
+        np.divide(inter, counts + (len(on) - inter.astype(np.int32)), out=row, dtype=np.float32)
+    return out
+
+
+def _bit_blocks(query: np.ndarray, reference: np.ndarray, block: int
+                ) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """Tanimoto on the CPU: bit sums (:func:`_bit_rows`), query blocks spread over threads
+    (numpy releases the GIL), against the whole reference at once."""
+    packed_columns = np.ascontiguousarray(reference.T)  # transposing packed moves 8x less
+    columns = np.empty((8 * reference.shape[1], len(reference)), dtype=np.uint8)
+    for k in range(8):  # bit 8i + k is bit k (most significant first) of byte i
+        np.bitwise_and(packed_columns >> (7 - k), 1, out=columns[k::8])
+    counts = columns.sum(0, dtype=np.int32)
+    threads = max(1, torch.get_num_threads())
+    with ThreadPoolExecutor(threads) as pool:
+        for w0 in range(0, len(query), block * threads):  # a window per round: bounded memory
+            starts = range(w0, min(len(query), w0 + block * threads), block)
+            sims = [pool.submit(_bit_rows, query[q0:q0 + block], columns, counts)
+                    for q0 in starts]
+            for q0, sim in zip(starts, sims):
+                rows = slice(q0, min(q0 + block, len(query)))
+                yield rows, slice(0, len(reference)), torch.from_numpy(sim.result())
+
+
+def _similarity_blocks(query: np.ndarray, reference: np.ndarray, device: torch.device,
+                       desc: str) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """Tanimoto similarities of packed fingerprints, block by block (query rows × reference
+    columns), so memory stays bounded for sets of any size. Two empty fingerprints count as
+    similarity 1, as in MOSES. Both paths give MOSES's float32 values bit for bit."""
+    if device.type == "cpu":
+        block = max(1, min(BLOCK_ROWS, (1 << 25) // max(1, 4 * len(reference))))
+        blocks: Iterator = _bit_blocks(query, reference, block)
+        total = -(-len(query) // block)
+    else:
+        blocks = _matmul_blocks(query, reference, device, BLOCK_ROWS)
+        total = -(-len(query) // BLOCK_ROWS) * -(-len(reference) // BLOCK_ROWS)
+    with tqdm(total=total, desc=desc, unit="block", leave=False) as bar:
+        for item in blocks:
+            yield item
+            bar.update()
 
 
 def nearest_similarity(query: np.ndarray, reference: np.ndarray, device: str = "auto",

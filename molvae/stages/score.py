@@ -180,6 +180,10 @@ def _references(config: ScoreConfig) -> tuple[dict[str, Molecules | None], Molec
             if config.reference == "moses" else None
     train = _read_molecules(config.train or config.reference, "train",
                             files_allowed=config.train is not None)
+    if train is not None and train.source == "moses:train":
+        # MOSES's Novelty compares with its train strings as shipped (no canonicalization
+        # of 1.58M molecules on a first run)
+        train = Molecules(train.smiles, True, train.source)
     return {"Test": test, "TestSF": scaffolds}, train
 
 
@@ -202,8 +206,11 @@ def run(config: ScoreConfig, tracker: Tracker | None = None) -> ScoreResult:
         if smiles in features.failures:
             parsed.canonical[i], parsed.reasons[i] = None, features.failures[smiles]
     cache = _cache_dir(config)
-    stats = {name: reference_stats(m.smiles, cache, config.kl_samples, config.seed,
-                                      config.device, label=name, **run)
+    # only the Test reference feeds GuacaMol's KL score: the others skip its descriptor sample
+    stats = {name: reference_stats(m.smiles, cache, config.kl_samples if name == "Test" else 0,
+                                   config.seed, config.device, label=name, **run,
+                                   moses_split=m.source.removeprefix("moses:")
+                                   if m.source.startswith("moses:") else None)
              for name, m in refs.items() if m is not None}
     train_set = training_set(train.smiles, train.canonical, cache, **run) if train else None
     report_.add_validity(report, parsed, config.unique_at)

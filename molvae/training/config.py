@@ -65,8 +65,8 @@ class TrainConfig:
     amp: bool = option(True, help="bf16 autocast on CUDA")
     compile: bool = option(False, help="torch.compile the model")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
-    threads: int = option(0, help="CPU threads for torch (0 = torch's default); 1 is fastest "
-                          "for the tiny preset")
+    threads: int = option(0, help="CPU threads for torch (0 = auto: the cores the 1-minute "
+                          "load average leaves idle, at least 1); 1 is fastest for tiny")
     resume: bool = option(False, help="continue from OUT/checkpoint.pt; with more --epochs "
                           "than before, a finished run is extended")
     seed: int = option(0, help="random seed")

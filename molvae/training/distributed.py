@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from molvae.devices import choose_device
+from molvae.devices import choose_device, cpu_threads
 
 
 @dataclass
@@ -44,10 +44,10 @@ class Distributed:
 
 def setup_distributed(device_name: str, threads: int = 0) -> Distributed:
     """Choose the device once; join the process group when started by torchrun."""
-    if threads:
-        torch.set_num_threads(threads)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = choose_device(device_name)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(threads))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Distributed(0, 1, device)
     if device.type == "cuda":

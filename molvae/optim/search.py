@@ -30,7 +30,7 @@ from molvae.optim.oracle import Oracle
 
 log = logging.getLogger(__name__)
 
-METHODS = ("random", "cmaes", "bo", "gradient", "policy")  # policy: optim/policy.py
+METHODS = ("random", "cmaes", "bo", "gradient")
 ACQUISITIONS = ("ei", "ucb")
 
 

@@ -43,7 +43,6 @@ from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
 from molvae.optim.objectives import Objective, parse_objective, score_table
 from molvae.optim.oracle import Filters, Oracle
-from molvae.optim.policy import DecoderPolicy
 from molvae.optim.results import degenerate_advice, finish
 from molvae.optim.search import (
     ACQUISITIONS,
@@ -96,10 +95,6 @@ class OptimizeConfig:
     acquisition: str = option("ei", help=f"bo: acquisition, {' or '.join(ACQUISITIONS)}")
     trust_length: float = option(0.8, help="bo: initial trust-region side length")
     sigma: float = option(0.5, help="cmaes: initial step size")
-    policy_sigma: float = option(60.0, help="policy: weight of the score in the augmented "
-                                 "likelihood (REINVENT's sigma)")
-    policy_lr: float = option(5e-4, help="policy: Adam step size of the fine-tuned decoder")
-    replay: int = option(24, help="policy: best molecules replayed per step (0 = off)")
     prior_weight: float = option(0.05, help="gradient: weight of the -||z||^2/2 prior term")
     ascent_steps: int = option(40, help="gradient: Adam steps per trajectory")
     learning_rate: float = option(0.05, help="gradient: Adam step size")
@@ -126,17 +121,11 @@ class OptimizeConfig:
                     "surrogate_epochs", "surrogate_hidden", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("radius", "trust_length", "sigma", "learning_rate", "policy_sigma",
-                    "policy_lr"):
+        for key in ("radius", "trust_length", "sigma", "learning_rate"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.min_similarity <= 1:
             raise ConfigError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
-        if self.replay < 0:
-            raise ConfigError(f"replay must be >= 0, got {self.replay}")
-        if self.method == "policy" and self.start is not None:
-            raise ConfigError("method policy samples from the whole prior: it has no "
-                              "constrained mode (--start); use cmaes, bo or random")
         if self.novel_only and self.data is None:
             raise ConfigError("novel_only needs data (the prepared folder holding the training "
                               "set)")
@@ -266,12 +255,6 @@ def make_optimizer(config: OptimizeConfig, context: Context, objective: Objectiv
         scale = config.radius if context.start_z is not None else 1.0
         empty = WarmStart(np.empty((0, len(center))), np.empty(0), center, scale)
         return RandomSearch(evaluate, empty, **common)
-    if config.method == "policy":
-        empty = WarmStart(np.empty((0, context.model.latent_dim)), np.empty(0),
-                          np.zeros(context.model.latent_dim))
-        return DecoderPolicy(evaluate, empty, model=context.model, sigma=config.policy_sigma,
-                             lr=config.policy_lr, replay=config.replay, seed=config.seed,
-                             **common)
     warm = warm_start(config, context, objective, oracle, rng)
     if config.method == "cmaes":
         return CmaEs(evaluate, warm, sigma=config.sigma, seed=config.seed, **common)

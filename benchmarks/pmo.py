@@ -1,0 +1,435 @@
+"""The PMO benchmark (Gao et al. 2022, "Sample efficiency matters") for molvae's optimizers.
+
+    python benchmarks/pmo.py --model MODEL --data PREPARED --out pmo.csv
+    python benchmarks/pmo.py --model MODEL --tasks qed median1 --methods screening cmaes bo \\
+        --seeds 0 1 2 --budget 10000 --out pmo.csv
+
+The protocol, on the 20 tasks that need only RDKit (``pmo_tasks.py``; drd2, gsk3b and jnk3
+need TDC's classifier files and are left out):
+
+* each run gets a fresh budgeted oracle: a new distinct valid molecule (canonical RDKit
+  SMILES) costs one call, a repeat is free, an invalid molecule costs and scores nothing, and
+  no molecule is scored after ``--budget`` calls;
+* the score is PMO's AUC of the top-10 mean: the top-10 mean of the molecules scored so far,
+  taken every 100 calls and at the last call, integrated by the trapezoid rule from 0 (a run
+  that stopped early keeps its last value up to the budget), divided by the budget, so in
+  [0, 1]; also the top-1 and top-10 mean at the end;
+* ``screening`` (random MOSES training molecules drawn with the seed, same budget) runs in the
+  same invocation, so every method is reported as a ratio to it.
+
+Methods are functions ``method(oracle, run) -> stop reason`` in :data:`METHODS`; a new one
+(e.g. a decoder fine-tuned as a policy) is one more function there. molvae's latent optimizers
+(cmaes, bo, random, gradient) run through molvae's own ``run_optimize`` with the task as a
+``module:function`` objective calling the budgeted oracle, molvae's guards off.
+
+Outputs: ``--out`` CSV (one row per task, method and seed), a printed table (per task the
+AUC of each method, mean over seeds, the sums, each sum as a ratio to screening's, wall time
+and oracle calls spent), and with ``--traces DIR`` every scored molecule of every run
+(call, smiles, score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy; --threads sets torch's
+os.environ.setdefault("TQDM_DISABLE", "1")  # molvae's progress bars
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pmo_tasks import TASKS, make_task  # noqa: E402
+
+TOP_K = 10
+FREQ_LOG = 100
+SCREENING = "screening"
+OBJECTIVE_MODULE = "_pmo_budgeted_oracle"  # molvae imports the objective from this module
+
+
+# --- molvae: every import of molvae is here ----------------------------------------------------
+
+def molvae_api() -> types.SimpleNamespace:
+    """The molvae functions this harness uses."""
+    from molvae.data.sources import read_moses
+    from molvae.stages.optimize import OptimizeConfig
+    from molvae.stages.optimize import run as run_optimize
+
+    return types.SimpleNamespace(OptimizeConfig=OptimizeConfig, run_optimize=run_optimize,
+                                 read_moses=read_moses)
+
+
+# --- the budgeted oracle ----------------------------------------------------------------------
+
+class BudgetExhausted(RuntimeError):
+    """A new molecule was offered after the budget was spent."""
+
+
+def canonical(smiles: str | None) -> str | None:
+    """RDKit canonical SMILES, or None when ``smiles`` is not a molecule."""
+    from rdkit import Chem
+
+    if not smiles:
+        return None
+    mol = Chem.MolFromSmiles(smiles)
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+class BudgetedOracle:
+    """PMO's oracle: one call per new distinct valid molecule, at most ``budget`` calls.
+
+    Args:
+        score: the task, SMILES -> float.
+        budget: the most calls.
+    """
+
+    def __init__(self, score: Callable[[str], float], budget: int) -> None:
+        if budget < 1:
+            raise ValueError(f"budget must be at least 1, got {budget}")
+        self.score, self.budget = score, budget
+        self.cache: dict[str, float] = {}   # canonical SMILES -> score
+        self.log: list[tuple[int, str, float]] = []  # (call, canonical SMILES, score)
+        self._spellings: dict[str, str | None] = {}
+
+    @property
+    def calls(self) -> int:
+        return len(self.log)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.calls >= self.budget
+
+    def key(self, smiles: str | None) -> str | None:
+        if not smiles:
+            return None
+        if smiles in self.cache:
+            return smiles
+        if smiles not in self._spellings:
+            self._spellings[smiles] = canonical(smiles)
+        return self._spellings[smiles]
+
+    def __call__(self, smiles: str | None) -> float:
+        """The molecule's score: cached for a repeat, NaN (no call) for an invalid one.
+
+        Raises:
+            BudgetExhausted: a new molecule after the budget is spent.
+        """
+        key = self.key(smiles)
+        if key is None:
+            return math.nan
+        if key in self.cache:
+            return self.cache[key]
+        if self.exhausted:
+            raise BudgetExhausted(f"the budget of {self.budget} calls is spent")
+        value = float(self.score(key))
+        self.cache[key] = value
+        self.log.append((self.calls + 1, key, value))
+        return value
+
+    def scores(self) -> np.ndarray:
+        """Scores in call order."""
+        return np.array([value for _, _, value in self.log], dtype=float)
+
+
+def top_k_mean(scores: np.ndarray, k: int = TOP_K) -> float:
+    """Mean of the ``k`` best (of all there are when fewer); 0 for none."""
+    if not len(scores):
+        return 0.0
+    return float(np.mean(np.sort(scores)[::-1][:k]))
+
+
+def auc_top_k(scores: Sequence[float], budget: int, k: int = TOP_K,
+              freq: int = FREQ_LOG) -> float:
+    """PMO's AUC of the top-k mean against oracle calls, divided by the budget.
+
+    The curve is read every ``freq`` calls and at the last call, starts at 0 before the first
+    call, is integrated by the trapezoid rule, and is extended flat at its last value up to the
+    budget when the run stopped early (as PMO's ``top_auc`` with ``finish=True``).
+    """
+    scores = np.asarray(scores, dtype=float)[:budget]
+    n = len(scores)
+    if n == 0:
+        return 0.0
+    area, previous_calls, previous_value = 0.0, 0, 0.0
+    for calls in [*range(freq, n, freq), n]:
+        value = top_k_mean(scores[:calls], k)
+        area += (calls - previous_calls) * (value + previous_value) / 2
+        previous_calls, previous_value = calls, value
+    area += (budget - n) * previous_value
+    return area / budget
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """What a method gets besides the oracle."""
+
+    task: str
+    seed: int
+    budget: int
+    model: str | None
+    data: str | None
+    workdir: Path
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_MOSES: list[str] | None = None
+
+
+def moses_train() -> list[str]:
+    """The MOSES training SMILES (read once per process)."""
+    global _MOSES
+    if _MOSES is None:
+        _MOSES = molvae_api().read_moses("train")["smiles"].tolist()
+    return _MOSES
+
+
+def screening(oracle: BudgetedOracle, run: Run) -> str:
+    """Random MOSES training molecules, in an order drawn with the seed, until the budget."""
+    pool = moses_train()
+    order = np.random.default_rng(run.seed).permutation(len(pool))
+    for index in order:
+        if oracle.exhausted:
+            return "budget"
+        oracle(pool[index])
+    return "pool exhausted"
+
+
+screening.setup = lambda run: moses_train()  # type: ignore[attr-defined]
+
+
+def _score_with_current_oracle(smiles: str) -> float:
+    """molvae's objective: the budgeted oracle of the run in progress."""
+    return sys.modules[OBJECTIVE_MODULE].oracle(smiles)
+
+
+_WARMED: set[tuple[Any, ...]] = set()
+
+
+def molvae_method(method: str) -> Callable[[BudgetedOracle, Run], str]:
+    """A molvae latent optimizer (``molvae optimize --method METHOD``) as a PMO method."""
+
+    def config(run: Run, **overrides: Any) -> Any:
+        if run.model is None:
+            raise SystemExit(f"method '{method}' needs --model")
+        settings = {
+            "model": run.model, "objective": f"{OBJECTIVE_MODULE}:score", "budget": run.budget,
+            "out": run.workdir / f"{run.task}-{method}-{run.seed}", "method": method,
+            "data": Path(run.data) if run.data else None, "seed": run.seed, "pains": False,
+            "max_ring_size": None, "max_sa": None, "max_heavy_atoms": 1_000_000,
+            "max_tokens": 1_000_000, "grid_size": 0, "allow_degenerate": True,
+            "device": run.options.get("device", "cpu"),
+            "cache_dir": run.workdir / "latent-cache", **run.options.get("molvae", {}),
+            **overrides}
+        return molvae_api().OptimizeConfig(**settings)
+
+    def setup(run: Run) -> None:
+        """Encode the training set into the shared latent cache once, outside the timing."""
+        key = (run.model, run.data, str(run.workdir))
+        if run.data and key not in _WARMED:
+            molvae_api().run_optimize(config(run, objective="qed", method="random", budget=1,
+                                             out=run.workdir / "warm-up"))
+            _WARMED.add(key)
+
+    def optimize(oracle: BudgetedOracle, run: Run) -> str:
+        module = types.ModuleType(OBJECTIVE_MODULE)
+        module.oracle = oracle
+        module.score = _score_with_current_oracle
+        sys.modules[OBJECTIVE_MODULE] = module
+        result = molvae_api().run_optimize(config(run))
+        return str(result.metrics.get("stop_reason", ""))
+
+    optimize.__name__ = method
+    optimize.setup = setup  # type: ignore[attr-defined]
+    return optimize
+
+
+METHODS: dict[str, Callable[[BudgetedOracle, Run], str]] = {
+    SCREENING: screening,
+    **{name: molvae_method(name) for name in ("cmaes", "bo", "random", "gradient")},
+}
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def run_one(task: str, method: str, seed: int, budget: int, model: str | None,
+            data: str | None, workdir: str, traces: str | None,
+            options: dict[str, Any]) -> dict[str, Any]:
+    """One (task, method, seed): a fresh oracle, the method, the PMO numbers."""
+    oracle = BudgetedOracle(make_task(task), budget)
+    run = Run(task, seed, budget, model, data, Path(workdir), options)
+    setup = getattr(METHODS[method], "setup", None)
+    if setup is not None:  # one-off loading (e.g. the screening pool) is not the method's time
+        setup(run)
+    started = time.perf_counter()
+    stop = METHODS[method](oracle, run)
+    seconds = time.perf_counter() - started
+    scores = oracle.scores()
+    if oracle.calls > budget:  # cannot happen; the protocol's one hard rule
+        raise AssertionError(f"{task}/{method}/{seed}: {oracle.calls} calls > budget {budget}")
+    if traces:
+        Path(traces).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(oracle.log, columns=["call", "smiles", "score"]).to_csv(
+            Path(traces) / f"{task}-{method}-{seed}.csv.gz", index=False)
+    return {"task": task, "method": method, "seed": seed, "budget": budget,
+            "auc_top10": auc_top_k(scores, budget), "auc_top1": auc_top_k(scores, budget, k=1),
+            "top1": float(scores.max()) if len(scores) else 0.0,
+            "top10_mean": top_k_mean(scores), "calls": oracle.calls, "stop": stop,
+            "wall_seconds": seconds}
+
+
+def _worker_init(threads: int) -> None:
+    _set_threads(threads)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")
+
+
+def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """Per task, each method's AUC (mean over seeds), the sums and the ratios to screening."""
+    auc = results.pivot_table(index="task", columns="method", values="auc_top10", aggfunc="mean")
+    wall = results.pivot_table(index="task", columns="method", values="wall_seconds",
+                               aggfunc="sum")
+    calls = results.pivot_table(index="task", columns="method", values="calls", aggfunc="mean")
+    order = [m for m in methods if m in auc.columns]
+    table = pd.DataFrame(index=auc.index)
+    for m in order:
+        table[m] = auc[m]
+    for m in order:
+        table[f"{m} s"] = wall[m]
+    for m in order:
+        table[f"{m} calls"] = calls[m]
+    formats = {c: (lambda v: f"{v:.3f}") if c in order else (lambda v: f"{v:.0f}")
+               for c in table.columns}
+    lines = [table.to_string(formatters=formats)]
+    complete = auc[order].dropna()  # tasks every method finished
+    sums = complete.sum()
+    lines.append("")
+    lines.append(f"sum of AUC top-10 over the {len(complete)} tasks all methods ran: " +
+                 ", ".join(f"{m} {sums[m]:.3f}" for m in order))
+    if SCREENING in sums and len(order) > 1:
+        lines.append("ratio to screening: " + ", ".join(
+            f"{m} {sums[m] / sums[SCREENING]:.3f}" for m in order if m != SCREENING))
+    seeds = results.groupby("method")["seed"].nunique()
+    lines.append("seeds per method: " + ", ".join(f"{m} {seeds[m]}" for m in order) +
+                 "; wall seconds in all: " + ", ".join(
+                     f"{m} {results.loc[results['method'] == m, 'wall_seconds'].sum():.0f}"
+                     for m in order))
+    lines.append(f"most oracle calls in a run: {int(results['calls'].max())} "
+                 f"(budget {int(results['budget'].max())})")
+    return table, "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="tasks: " + " ".join(TASKS) + "\nmethods: " + " ".join(METHODS))
+    parser.add_argument("--model", help="trained molvae model folder (molvae methods)")
+    parser.add_argument("--data", help="its prepared data folder (warm start of molvae methods)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), metavar="TASK",
+                        help="tasks (default: all 20)")
+    parser.add_argument("--methods", nargs="+", default=[SCREENING, "cmaes"], metavar="METHOD",
+                        help=f"methods (default: screening cmaes; {SCREENING} always runs)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="(default: 0 1 2)")
+    parser.add_argument("--budget", type=int, default=10_000,
+                        help="oracle calls per run (default: 10000)")
+    parser.add_argument("--out", type=Path, default=Path("pmo.csv"),
+                        help="results CSV, one row per task, method and seed (default: pmo.csv)")
+    parser.add_argument("--traces", type=Path, help="folder for every run's (call, smiles, score)")
+    parser.add_argument("--workdir", type=Path,
+                        help="molvae outputs and latent cache (default: a temporary folder)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a molvae optimize option for the molvae methods, e.g. "
+                        "batch_size=128 (repeatable)")
+    args = parser.parse_args(argv)
+    for name in args.tasks:
+        if name not in TASKS:
+            parser.error(f"unknown task '{name}' (known: {', '.join(TASKS)})")
+    methods = [m for part in args.methods for m in part.split(",") if m]
+    for name in methods:
+        if name not in METHODS:
+            parser.error(f"unknown method '{name}' (known: {', '.join(METHODS)})")
+    args.methods = [SCREENING] + [m for m in dict.fromkeys(methods) if m != SCREENING]
+    if args.budget < 1:
+        parser.error("--budget must be at least 1")
+    if any(m != SCREENING for m in args.methods) and not args.model:
+        parser.error("the molvae methods need --model")
+    return args
+
+
+def _molvae_options(pairs: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set wants KEY=VALUE, got '{pair}'")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
+    args = parse_args(argv)
+    _set_threads(args.threads)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pmo-"))
+    options = {"molvae": _molvae_options(args.set)}
+    jobs = [(task, method, seed) for task in args.tasks for seed in args.seeds
+            for method in args.methods]
+    common = (args.budget, args.model, args.data, str(workdir),
+              str(args.traces) if args.traces else None, options)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    def done(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(f"[{len(rows)}/{len(jobs)} {time.perf_counter() - started:6.0f} s] {row['task']} "
+              f"{row['method']} seed {row['seed']}: AUC top-10 {row['auc_top10']:.3f}, top-1 "
+              f"{row['top1']:.3f}, {row['calls']} calls, {row['wall_seconds']:.0f} s "
+              f"({row['stop']})", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(args.out, index=False)  # partial results survive a kill
+
+    if args.jobs > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(args.threads,)) as pool:
+            futures = [pool.submit(run_one, *job, *common) for job in jobs]
+            for future in futures:
+                done(future.result())
+    else:
+        for job in jobs:
+            done(run_one(*job, *common))
+    results = pd.DataFrame(rows)
+    _, text = summarize(results, args.methods)
+    print(f"\nPMO, budget {args.budget}, seeds {' '.join(map(str, args.seeds))}; AUC top-10 "
+          f"(mean over seeds), wall seconds (sum over seeds), oracle calls (mean)\n{text}")
+    print(f"total wall time {time.perf_counter() - started:.0f} s; results: {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

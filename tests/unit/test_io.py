@@ -40,3 +40,13 @@ def test_smi_tsv_and_gzipped_text_are_read(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="file not found"):
         read_table(tmp_path / "nope.csv")
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_json({"a": 1}, tmp_path / "mode.json")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

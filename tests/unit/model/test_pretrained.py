@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -39,3 +40,16 @@ def test_half_precision_weights_load_into_the_float32_network(shipped: Path,
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
     np.testing.assert_allclose(half.encode(smiles)[0], full.encode(smiles)[0], atol=2e-2)
     assert half.sample(20, seed=0) == half.sample(20, seed=0)
+
+
+def test_the_shipped_moses_model_samples_from_the_cli(tmp_path: Path) -> None:
+    from molvae.cli import main
+
+    folder = pretrained.pretrained_dir("moses")
+    assert folder is not None and (folder / "MODEL_CARD.md").is_file()
+    assert (folder / "model.pt").stat().st_size < 15e6
+    out = tmp_path / "s.csv"
+    assert main(["sample", "--model", "moses", "-n", "20", "--out", str(out), "--device", "cpu",
+                 "--no-track", "-q"]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 20 and table["valid"].all()

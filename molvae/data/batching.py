@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,13 @@ BATCHES_PER_BUCKET = 50  # molecules are sorted by length within chunks of this 
 
 @dataclass
 class Batch:
-    """Padded token ids [B, T], their lengths [B] and standardized properties [B, P] (or None)."""
+    """Padded token ids [B, T], their lengths [B], standardized properties [B, P] and
+    standardized conditions [B, C] (each None when not used)."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     properties: torch.Tensor | None = None
+    conditions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -42,10 +44,12 @@ class TokenDataset:
         selfies: SELFIES strings.
         vocab: maps tokens to ids (unknown tokens become ``<unk>``).
         properties: [N, P] standardized property values (NaN = missing), or None.
+        conditions: [N, C] standardized condition values of a conditional model, or None.
     """
 
     def __init__(self, selfies: Sequence[str], vocab: Vocab,
-                 properties: np.ndarray | None = None) -> None:
+                 properties: np.ndarray | None = None,
+                 conditions: np.ndarray | None = None) -> None:
         ids = [vocab.encode(s) for s in selfies]
         self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
         self.tokens = np.full((len(ids), int(self.lengths.max(initial=0))), vocab.pad_id,
@@ -53,6 +57,7 @@ class TokenDataset:
         for row, seq in enumerate(ids):
             self.tokens[row, :len(seq)] = seq
         self.properties = None if properties is None else properties.astype(np.float32)
+        self.conditions = None if conditions is None else conditions.astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -84,6 +89,8 @@ class DeviceTokens:
         self.host_lengths = torch.from_numpy(data.lengths)
         self.properties = None if data.properties is None else \
             torch.from_numpy(data.properties).to(device)
+        self.conditions = None if data.conditions is None else \
+            torch.from_numpy(data.conditions).to(device)
 
     def __len__(self) -> int:
         return len(self.host_lengths)
@@ -95,7 +102,8 @@ class DeviceTokens:
                                                             non_blocking=True)
         tokens = self.tokens.index_select(0, index)[:, :int(lengths.max())].long()
         props = None if self.properties is None else self.properties.index_select(0, index)
-        return Batch(tokens, lengths, props)
+        conds = None if self.conditions is None else self.conditions.index_select(0, index)
+        return Batch(tokens, lengths, props, conds)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
@@ -130,6 +138,9 @@ class PreparedData:
     property_names: list[str]
     property_mean: np.ndarray
     property_std: np.ndarray
+    condition_names: list[str] = field(default_factory=list)
+    condition_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    condition_std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
 
 
 def _read_split(folder: Path, split: str, needed: Sequence[str]) -> pd.DataFrame:
@@ -144,44 +155,71 @@ def _read_split(folder: Path, split: str, needed: Sequence[str]) -> pd.DataFrame
     return table
 
 
+def _statistics(table: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (1 where degenerate) of columns, NaN ignored."""
+    if not names:
+        return np.zeros(0), np.ones(0)
+    values = table[names].to_numpy(np.float64)
+    std = np.nanstd(values, axis=0)
+    return np.nanmean(values, axis=0), np.where(np.isfinite(std) & (std > 0), std, 1.0)
+
+
+def _drop_missing(table: pd.DataFrame, names: list[str], split: str) -> pd.DataFrame:
+    """Rows with every condition known (a conditional model needs all of them)."""
+    known = table[names].notna().all(axis=1) if names else None
+    if known is None or known.all():
+        return table
+    missing = [k for k in names if table[k].isna().any()]
+    log.warning("%s: dropped %d molecules without %s", split, int((~known).sum()),
+                ", ".join(missing))
+    return table[known]
+
+
 def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
-                  max_train: int | None = None, seed: int = 0) -> PreparedData:
-    """Read train/val splits and the vocabulary; standardize properties with train statistics.
+                  max_train: int | None = None, seed: int = 0,
+                  condition_names: Sequence[str] = ()) -> PreparedData:
+    """Read train/val splits and the vocabulary; standardize properties and conditions with
+    train statistics.
 
     Args:
         folder: output of ``molvae prep``.
         property_names: columns to learn with the property head (may be empty).
         max_train: use a seeded random subset of at most this many training molecules.
         seed: seed of that subset.
+        condition_names: columns a conditional model reads (rows missing one are dropped).
     """
     folder = Path(folder)
     if not (folder / "vocab.json").is_file():
         raise FileNotFoundError(f"{folder}/vocab.json not found: is {folder} a folder made by "
                                 "`molvae prep`?")
     vocab = Vocab.load(folder / "vocab.json")
-    needed = ["smiles", "selfies", *property_names]
-    train = _read_split(folder, "train", needed)
-    val = _read_split(folder, "val", needed)
+    conds = list(condition_names)
+    needed = ["smiles", "selfies", *property_names, *conds]
+    train = _drop_missing(_read_split(folder, "train", needed), conds, "train")
+    val = _drop_missing(_read_split(folder, "val", needed), conds, "val")
     if train.empty or val.empty:
         raise ValueError(f"{folder}: train and val splits must both hold molecules "
                          f"(train {len(train)}, val {len(val)})")
     if max_train is not None and len(train) > max_train:
         train = train.sample(n=max_train, random_state=seed)
     names = list(property_names)
-    values = train[names].to_numpy(np.float64) if names else np.zeros((len(train), 0))
-    mean = np.nanmean(values, axis=0) if names else np.zeros(0)
-    std = np.nanstd(values, axis=0) if names else np.ones(0)
-    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    mean, std = _statistics(train, names)
+    cond_mean, cond_std = _statistics(train, conds)
 
     def standardized(table: pd.DataFrame) -> np.ndarray | None:
         return (table[names].to_numpy(np.float64) - mean) / std if names else None
 
+    def conditions(table: pd.DataFrame) -> np.ndarray | None:
+        return (table[conds].to_numpy(np.float64) - cond_mean) / cond_std if conds else None
+
     log.info("data: %d train, %d val molecules, %d tokens", len(train), len(val), len(vocab))
     return PreparedData(
         vocab=vocab,
-        train=TokenDataset(train["selfies"].tolist(), vocab, standardized(train)),
-        val=TokenDataset(val["selfies"].tolist(), vocab, standardized(val)),
+        train=TokenDataset(train["selfies"].tolist(), vocab, standardized(train),
+                           conditions(train)),
+        val=TokenDataset(val["selfies"].tolist(), vocab, standardized(val), conditions(val)),
         val_smiles=val["smiles"].tolist(),
         property_names=names, property_mean=mean.astype(np.float32),
-        property_std=std.astype(np.float32),
+        property_std=std.astype(np.float32), condition_names=conds,
+        condition_mean=cond_mean.astype(np.float32), condition_std=cond_std.astype(np.float32),
     )

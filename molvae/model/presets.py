@@ -21,11 +21,14 @@ PRESETS: dict[str, dict] = {
 
 
 def build_model(vocab: Vocab, preset: str = "default", property_names: Sequence[str] = (),
-                **overrides: float | int | None) -> SelfiesVAE:
-    """A fresh model sized by ``preset``; non-None ``overrides`` (e.g. latent_dim) win."""
+                condition_names: Sequence[str] = (), **overrides: float | int | None
+                ) -> SelfiesVAE:
+    """A fresh model sized by ``preset``; non-None ``overrides`` (e.g. latent_dim) win.
+    ``condition_names`` make it a conditional VAE (CVAE) on those properties."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}' (presets: {', '.join(PRESETS)})")
     sizes = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     config = ModelConfig(vocab_size=len(vocab), max_length=vocab.max_length,
-                         property_names=list(property_names), **sizes)
+                         property_names=list(property_names),
+                         condition_names=list(condition_names), **sizes)
     return SelfiesVAE(config, vocab)

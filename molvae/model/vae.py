@@ -7,6 +7,13 @@ Shape of the model (Gómez-Bombarelli et al. 2018, Bowman et al. 2016, with SELF
     z ─ linear ─ initial decoder state;  every decoder step reads [token embedding ; z]
     z ─ MLP ─ standardized properties  (optional joint property head)
 
+A conditional model (CVAE, ``condition_names``) also reads standardized properties c: the
+encoder's summary is concatenated with c before mu/logvar, the decoder's initial state comes
+from [z ; c] and every decoder step reads [token embedding ; z ; c]. Tensor-level methods
+(``forward``, ``encode_tokens``, ``teacher_forced_logits``, ``decode_ids``) take c standardized;
+molecule-level ones (``encode``, ``decode``, ``sample``) take raw values (or one dict of targets)
+and standardize them with the training statistics the model keeps.
+
 The decoder sees z at every step so that it cannot ignore the latent as easily (a common
 cause of posterior collapse with strong autoregressive decoders).
 
@@ -36,6 +43,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from molvae import chem
 from molvae.data.batching import pad_batch
 from molvae.data.tokens import Vocab, smiles_to_selfies
+from molvae.model.mixins import PRIORS, Conditions, ConditionsMixin, FittedPriorMixin  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,8 @@ class ModelConfig:
         word_dropout: probability that a teacher-forced decoder input becomes ``<unk>`` during
             training, which forces the decoder to rely on z.
         property_names: properties predicted from z by the joint head (empty: no head).
+        condition_names: properties the encoder and decoder are conditioned on (empty: an
+            unconditional VAE).
     """
 
     vocab_size: int
@@ -71,6 +81,7 @@ class ModelConfig:
     dropout: float = 0.1
     word_dropout: float = 0.0
     property_names: list[str] = field(default_factory=list)
+    condition_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -90,16 +101,15 @@ class VAEOutput:
     properties: torch.Tensor | None = None
 
 
-PRIORS = ("fitted", "standard")
 # buffers added after the first saved models; models without them load with their defaults
-OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale"})
+OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale", "condition_mean", "condition_std"})
 
 
 def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator(device=device).manual_seed(seed)
 
 
-class SelfiesVAE(nn.Module):
+class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
     """GRU VAE over SELFIES token ids; see the module docstring for the architecture."""
 
     def __init__(self, config: ModelConfig, vocab: Vocab) -> None:
@@ -114,15 +124,16 @@ class SelfiesVAE(nn.Module):
         encoder_hidden = config.encoder_hidden_dim or hidden
         encoder_layers = config.encoder_layers or layers
         between = config.dropout if layers > 1 else 0.0
+        n_cond = len(config.condition_names)  # inputs below grow by n_cond only in a CVAE
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim,
                                       padding_idx=vocab.pad_id)
         self.encoder = nn.GRU(config.embed_dim, encoder_hidden, encoder_layers, batch_first=True,
                               bidirectional=True,
                               dropout=config.dropout if encoder_layers > 1 else 0.0)
-        self.to_mu = nn.Linear(2 * encoder_hidden, config.latent_dim)
-        self.to_logvar = nn.Linear(2 * encoder_hidden, config.latent_dim)
-        self.latent_to_hidden = nn.Linear(config.latent_dim, layers * hidden)
-        self.decoder = nn.GRU(config.embed_dim + config.latent_dim, hidden, layers,
+        self.to_mu = nn.Linear(2 * encoder_hidden + n_cond, config.latent_dim)
+        self.to_logvar = nn.Linear(2 * encoder_hidden + n_cond, config.latent_dim)
+        self.latent_to_hidden = nn.Linear(config.latent_dim + n_cond, layers * hidden)
+        self.decoder = nn.GRU(config.embed_dim + config.latent_dim + n_cond, hidden, layers,
                               batch_first=True, dropout=between)
         self.to_logits = nn.Linear(hidden, config.vocab_size)
         n_props = len(config.property_names)
@@ -132,6 +143,8 @@ class SelfiesVAE(nn.Module):
         # training-set statistics, so predictions come back in real units
         self.register_buffer("property_mean", torch.zeros(n_props))
         self.register_buffer("property_std", torch.ones(n_props))
+        self.register_buffer("condition_mean", torch.zeros(n_cond))
+        self.register_buffer("condition_std", torch.ones(n_cond))
         # the fitted prior: z = latent_mean + latent_scale @ eps (N(0, I) until fitted)
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_scale", torch.eye(config.latent_dim))
@@ -151,21 +164,25 @@ class SelfiesVAE(nn.Module):
 
     # ---- tensor-level building blocks (used by training) ---------------------------------
 
-    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor
+    def encode_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                      conditions: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, logvar) [B, latent_dim] of padded token ids [B, T] with ``lengths``."""
         packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         _, last = self.encoder(packed)  # [layers * 2, B, H]
         summary = torch.cat([last[-2], last[-1]], dim=-1)  # top layer, both directions
+        summary = self._with_conditions(summary, conditions)
         return self.to_mu(summary), self.to_logvar(summary)
 
-    def initial_state(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder GRU state [layers, B, H] computed from z."""
-        state = torch.tanh(self.latent_to_hidden(z))
+    def initial_state(self, z: torch.Tensor, conditions: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """Decoder GRU state [layers, B, H] computed from z (and c)."""
+        state = torch.tanh(self.latent_to_hidden(self._with_conditions(z, conditions)))
         return state.view(len(z), self.config.num_layers, -1).transpose(0, 1).contiguous()
 
-    def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor,
+                              conditions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, T-1, V] for predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]`` and z."""
         inputs = tokens[:, :-1]
         if self.training and self.config.word_dropout > 0:
@@ -173,22 +190,27 @@ class SelfiesVAE(nn.Module):
             dropped &= (inputs != self.vocab.pad_id) & (inputs != self.vocab.bos_id)
             inputs = inputs.masked_fill(dropped, self.vocab.unk_id)
         steps = inputs.shape[1]
-        embedded = torch.cat([self.embedding(inputs), z.unsqueeze(1).expand(-1, steps, -1)],
+        code = self._with_conditions(z, conditions)
+        embedded = torch.cat([self.embedding(inputs), code.unsqueeze(1).expand(-1, steps, -1)],
                              dim=-1)
-        outputs, _ = self.decoder(embedded, self.initial_state(z).to(embedded.dtype))
+        outputs, _ = self.decoder(embedded,
+                                  self.initial_state(z, conditions).to(embedded.dtype))
         return self.to_logits(outputs)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> VAEOutput:
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                conditions: torch.Tensor | None = None) -> VAEOutput:
         """Encode, draw z with the reparameterization trick, decode with teacher forcing.
 
         Args:
             tokens: [B, T] ids (bos ... eos, then pad).
             lengths: [B] number of non-pad tokens per row (bos and eos included).
+            conditions: [B, C] standardized condition values (conditional models only).
         """
-        mu, logvar = self.encode_tokens(tokens, lengths)
+        mu, logvar = self.encode_tokens(tokens, lengths, conditions)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         properties = self.property_head(z) if self.property_head is not None else None
-        return VAEOutput(self.teacher_forced_logits(z, tokens), mu, logvar, z, properties)
+        return VAEOutput(self.teacher_forced_logits(z, tokens, conditions), mu, logvar, z,
+                         properties)
 
     # ---- molecule-level API ---------------------------------------------------------------
 
@@ -202,34 +224,45 @@ class SelfiesVAE(nn.Module):
         return ids
 
     @torch.no_grad()
-    def encode(self, smiles: Sequence[str], batch_size: int = 512
+    def encode(self, smiles: Sequence[str], batch_size: int = 512, conditions: Conditions = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance, float32 [N, latent_dim]; NaN rows for bad SMILES."""
+        """Posterior mean and log-variance, float32 [N, latent_dim]; NaN rows for bad SMILES.
+
+        A conditional model reads ``conditions`` (raw, [N, C]); by default the molecules' own
+        properties.
+        """
         mu = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
         logvar = mu.copy()
         ids = self._token_ids(smiles)
+        if conditions is None:
+            conditions = self.molecule_conditions(smiles)
+        cond = self.standardize_conditions(conditions, len(smiles))
         usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
         for start in range(0, len(usable), batch_size):
             rows = usable[start:start + batch_size]
             tokens, lengths = pad_batch([ids[i] for i in rows], self.vocab.pad_id)
-            batch_mu, batch_logvar = self.encode_tokens(tokens.to(self.device), lengths)
+            batch_mu, batch_logvar = self.encode_tokens(
+                tokens.to(self.device), lengths, None if cond is None else cond[rows])
             mu[rows] = batch_mu.float().cpu().numpy()
             logvar[rows] = batch_logvar.float().cpu().numpy()
         return mu, logvar
 
     @torch.no_grad()
     def decode_ids(self, z: torch.Tensor, greedy: bool = True, temperature: float = 1.0,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-        """Token ids [B, <= max_length + 1] decoded from z; rows end with eos, then pad."""
+                   generator: torch.Generator | None = None,
+                   conditions: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids [B, <= max_length + 1] decoded from z (and standardized conditions
+        [B, C]); rows end with eos, then pad."""
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         vocab = self.vocab
-        state = self.initial_state(z)
+        state = self.initial_state(z, conditions)
+        code = self._with_conditions(z, conditions)
         token = torch.full((len(z),), vocab.bos_id, dtype=torch.long, device=z.device)
         finished = torch.zeros(len(z), dtype=torch.bool, device=z.device)
         steps = []
         for position in range(self.config.max_length + 1):
-            step_input = torch.cat([self.embedding(token), z], dim=-1).unsqueeze(1)
+            step_input = torch.cat([self.embedding(token), code], dim=-1).unsqueeze(1)
             output, state = self.decoder(step_input, state)
             banned = self.banned_tokens if position else self.banned_first_tokens
             logits = self.to_logits(output[:, 0]).float().masked_fill(banned, float("-inf"))
@@ -247,58 +280,39 @@ class SelfiesVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, z: np.ndarray | torch.Tensor, greedy: bool = True, temperature: float = 1.0,
-               seed: int | None = None, batch_size: int = 1024) -> list[str | None]:
-        """Canonical SMILES per latent row (None only when decoding gave an empty molecule)."""
+               seed: int | None = None, batch_size: int = 1024, conditions: Conditions = None
+               ) -> list[str | None]:
+        """Canonical SMILES per latent row (None only when decoding gave an empty molecule);
+        a conditional model reads raw ``conditions`` (see ``standardize_conditions``)."""
         latent = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z)
         if latent.ndim != 2 or latent.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape [N, {self.latent_dim}], got {tuple(latent.shape)}")
         generator = _generator(self.device, seed)
+        cond = self.standardize_conditions(conditions, len(latent))
         smiles: list[str | None] = []
         for start in range(0, len(latent), batch_size):
             chunk = latent[start:start + batch_size].to(self.device, torch.float32)
-            ids = self.decode_ids(chunk, greedy, temperature, generator).cpu().tolist()
+            ids = self.decode_ids(chunk, greedy, temperature, generator,
+                                  None if cond is None else cond[start:start + batch_size]
+                                  ).cpu().tolist()
             smiles.extend(self.vocab.to_smiles(row) for row in ids)
         return smiles
 
     @torch.no_grad()
-    def fit_prior(self, mu: np.ndarray) -> None:
-        """Fit the ``fitted`` prior to posterior means [N, latent_dim] of held-out molecules.
-
-        The Ledoit-Wolf estimate stays well conditioned even with fewer molecules than
-        latent dimensions.
-        """
-        from sklearn.covariance import LedoitWolf
-
-        mu = np.asarray(mu, dtype=np.float64)
-        mu = mu[np.isfinite(mu).all(axis=1)]
-        if len(mu) < 2:
-            return
-        estimate = LedoitWolf().fit(mu)
-        scale = np.linalg.cholesky(estimate.covariance_ + 1e-6 * np.eye(mu.shape[1]))
-        self.latent_mean.copy_(torch.from_numpy(estimate.location_))
-        self.latent_scale.copy_(torch.from_numpy(scale))
-
-    def prior_samples(self, n: int, prior: str = "fitted",
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` latent points [n, latent_dim] from the ``fitted`` or ``standard`` prior."""
-        if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got '{prior}'")
-        eps = torch.randn(n, self.latent_dim, device=self.device, generator=generator)
-        if prior == "standard":
-            return eps
-        return self.latent_mean + eps @ self.latent_scale.T
-
-    @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, seed: int | None = None,
-               batch_size: int = 1024, prior: str = "fitted") -> list[str | None]:
+               batch_size: int = 1024, prior: str = "fitted", conditions: Conditions = None
+               ) -> list[str | None]:
         """``n`` molecules: z from ``prior`` (see the module docstring), tokens sampled at
-        ``temperature``."""
+        ``temperature``; a conditional model generates for raw ``conditions`` ([n, C] or one
+        dict of targets, see ``standardize_conditions``; by default the training means)."""
         generator = _generator(self.device, seed)
+        cond = self.standardize_conditions(conditions, n)
         smiles: list[str | None] = []
         for start in range(0, n, batch_size):
             z = self.prior_samples(min(batch_size, n - start), prior, generator)
-            ids = self.decode_ids(z, greedy=False, temperature=temperature,
-                                  generator=generator).cpu().tolist()
+            ids = self.decode_ids(z, greedy=False, temperature=temperature, generator=generator,
+                                  conditions=None if cond is None
+                                  else cond[start:start + batch_size]).cpu().tolist()
             smiles.extend(self.vocab.to_smiles(row) for row in ids)
         return smiles
 

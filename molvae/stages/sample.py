@@ -1,7 +1,9 @@
 """The sample stage: draw molecules from a trained model's prior into a CSV.
 
 Each batch uses its own seed (``seed + batch index``), so a run is reproducible for a given
-seed and batch size, and the progress bar can advance batch by batch.
+seed and batch size, and the progress bar can advance batch by batch. A conditional model
+(trained with ``--condition``) generates for the targets of ``--condition qed=0.9,logp=2.5``;
+conditions left out take their training mean.
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ class SampleConfig:
     seed: int | None = option(0, help="random seed (empty: not reproducible)")
     batch_size: int = option(1024, help="molecules decoded at once")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    condition: list[str] = option([], help="targets NAME=VALUE for a conditional model "
+                                  "(trained with --condition), e.g. qed=0.9,logp=2.5")
+
+    def targets(self) -> dict[str, float]:
+        """``condition`` as {name: value}."""
+        found: dict[str, float] = {}
+        for item in self.condition:
+            name, sep, value = (part.strip() for part in item.partition("="))
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if not sep or not name or number is None:
+                raise ConfigError(f"condition must be NAME=VALUE (a number), got '{item}'")
+            if name in found:
+                raise ConfigError(f"condition names '{name}' twice")
+            found[name] = number
+        return found
 
     def validate(self) -> None:
         if self.n < 1:
@@ -48,6 +68,7 @@ class SampleConfig:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if self.prior not in PRIORS:
             raise ConfigError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
+        self.targets()
 
 
 @dataclass
@@ -73,13 +94,23 @@ def run(config: SampleConfig, tracker: Tracker) -> SampleResult:
     """Generate ``config.n`` molecules, mark which RDKit accepts, write the CSV, log metrics."""
     started = time.perf_counter()
     model = load_model(local_model_dir(config.model), config.device)
+    targets = config.targets()
+    known = model.config.condition_names
+    unknown = [k for k in targets if k not in known]
+    if unknown:
+        raise ConfigError(f"{config.model} was not trained on condition(s) {', '.join(unknown)} "
+                          + (f"(its conditions: {', '.join(known)})" if known else
+                             "(it is not a conditional model: train one with --condition)"))
+    if known and not targets:
+        log.info("no --condition given: sampling at the training means of %s", ", ".join(known))
     smiles: list[str | None] = []
     starts = range(0, config.n, config.batch_size)
     for index, start in enumerate(tqdm(starts, desc="sampling", unit="batch")):
         seed = None if config.seed is None else config.seed + index
         smiles.extend(model.sample(min(config.batch_size, config.n - start),
                                    temperature=config.temperature, seed=seed,
-                                   batch_size=config.batch_size, prior=config.prior))
+                                   batch_size=config.batch_size, prior=config.prior,
+                                   conditions=targets or None))
     valid = [chem.to_mol(s) is not None for s in smiles]
     table = pd.DataFrame({"smiles": smiles, "valid": valid})
     write_table(table, config.out)

@@ -19,7 +19,7 @@ RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "threads",
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
 # new value would be silently ignored while the checkpoint recorded it
 FIXED_ON_RESUME = ("preset", "embed_dim", "hidden_dim", "num_layers", "encoder_hidden_dim",
-                   "encoder_layers", "latent_dim", "word_dropout", "property_head")
+                   "encoder_layers", "latent_dim", "word_dropout", "property_head", "condition")
 
 
 @dataclass
@@ -56,6 +56,9 @@ class TrainConfig:
     word_dropout: float = option(0.0, help="probability of hiding a decoder input token")
     property_head: list[str] = option([], help="property columns to predict from z (joint)")
     property_weight: float = option(1.0, help="weight of the property loss")
+    condition: list[str] = option([], help="property columns the encoder and decoder are "
+                                  "conditioned on (a CVAE; `molvae sample --condition "
+                                  "NAME=VALUE` then generates for targets)")
     patience: int = option(5, help="stop after this many epochs without a better val_loss "
                            "(0 = never)")
     checkpoint_every: int = option(1000, help="write checkpoint.pt every N steps (and each epoch)")
@@ -99,3 +102,5 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if len(set(self.property_head)) != len(self.property_head):
             raise ConfigError(f"property_head lists a column twice: {self.property_head}")
+        if len(set(self.condition)) != len(self.condition):
+            raise ConfigError(f"condition lists a column twice: {self.condition}")

@@ -46,9 +46,9 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
             rows = range(start, min(n, start + batch_size))
             batch = val.batch(rows)
             with autocast(device, amp):
-                out = model(batch.tokens, batch.lengths)
+                out = model(batch.tokens, batch.lengths, batch.conditions)
                 terms = vae_loss(out, batch, pad, beta, 0.0, property_weight)
-                logits = model.teacher_forced_logits(out.mu, batch.tokens)
+                logits = model.teacher_forced_logits(out.mu, batch.tokens, batch.conditions)
             targets = batch.tokens[:, 1:]
             known = targets != pad
             correct += ((logits.argmax(-1) == targets) & known).sum()
@@ -61,9 +61,14 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
     sums = {key: float(value) for key, value in sums.items()}
     correct, total, kl_dims = int(correct), int(total), kl_dims.cpu()
     count = min(eval_molecules, n)
-    rebuilt = model.decode(mu[:count])
+    # a conditional model decodes with the molecules' own conditions, and samples for those of
+    # validation molecules in turn (raw values: decode and sample standardize them)
+    raw = None if data.val.conditions is None else \
+        data.val.conditions * data.condition_std + data.condition_mean
+    rebuilt = model.decode(mu[:count], conditions=None if raw is None else raw[:count])
     model.fit_prior(mu)
-    samples = model.sample(eval_samples, seed=seed)
+    samples = model.sample(eval_samples, seed=seed, conditions=None if raw is None
+                           else raw[np.arange(eval_samples) % n])
     valid = [s for s in samples if chem.to_mol(s) is not None]
     model.train()
     return {

@@ -98,7 +98,7 @@ class TrainResult:
 
 
 def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
-    model = build_model(data.vocab, config.preset, data.property_names,
+    model = build_model(data.vocab, config.preset, data.property_names, data.condition_names,
                         embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
                         num_layers=config.num_layers, latent_dim=config.latent_dim,
                         encoder_hidden_dim=config.encoder_hidden_dim,
@@ -106,6 +106,8 @@ def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
                         word_dropout=config.word_dropout)
     model.property_mean.copy_(torch.from_numpy(data.property_mean))
     model.property_std.copy_(torch.from_numpy(data.property_std))
+    model.condition_mean.copy_(torch.from_numpy(data.condition_mean))
+    model.condition_std.copy_(torch.from_numpy(data.condition_std))
     return model
 
 
@@ -124,7 +126,8 @@ def train_model(config: TrainConfig, tracker: Tracker | None = None) -> TrainRes
 
 def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
     out, device = Path(config.out), job.device
-    data = load_prepared(config.data, config.property_head, config.max_train, config.seed)
+    data = load_prepared(config.data, config.property_head, config.max_train, config.seed,
+                         config.condition)
     checkpoint = load_checkpoint(out) if config.resume else None
     if checkpoint is None and (out / CHECKPOINT_FILE).is_file():
         log.warning("%s holds a checkpoint; starting afresh (use --resume to continue)", out)
@@ -197,7 +200,7 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
                              config.kl_warmup_steps, config.kl_cycle_steps)
             batch = train_tokens.batch(rows)
             with autocast(device, config.amp):
-                terms = vae_loss(step_model(batch.tokens, batch.lengths), batch,
+                terms = vae_loss(step_model(batch.tokens, batch.lengths, batch.conditions), batch,
                                   model.vocab.pad_id, beta, config.free_bits,
                                   config.property_weight)
             optimizer.zero_grad(set_to_none=True)

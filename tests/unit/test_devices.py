@@ -19,10 +19,25 @@ def test_auto_is_the_cpu_here_and_a_missing_device_is_an_error() -> None:
 
 def test_threads_leave_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    monkeypatch.setattr(devices, "busy_cores", lambda: 1)
     assert devices.cpu_threads(0) == 1  # one core busy elsewhere: one thread
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+    monkeypatch.setattr(devices, "busy_cores", lambda: 0)
     assert devices.cpu_threads(0) == 2
-    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    monkeypatch.setattr(devices, "busy_cores", lambda: 9)
     assert devices.cpu_threads(0) == 1  # never zero
     assert devices.cpu_threads(3) == 3  # asked for: given
+
+
+def test_busy_cores_sees_a_busy_process() -> None:
+    import subprocess
+    import sys
+
+    idle = devices.busy_cores()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert devices.busy_cores() >= min(idle + 1, 1)
+    finally:
+        spinner.kill()

@@ -228,7 +228,7 @@ def molvae_method(method: str) -> Callable[[BudgetedOracle, Run], str]:
             "model": run.model, "objective": f"{OBJECTIVE_MODULE}:score", "budget": run.budget,
             "out": run.workdir / f"{run.task}-{method}-{run.seed}", "method": method,
             "data": Path(run.data) if run.data else None, "seed": run.seed, "pains": False,
-            "max_ring_size": None, "max_sa": None, "max_heavy_atoms": 1_000_000,
+            "radicals": False, "max_ring_size": None, "max_sa": None, "max_heavy_atoms": 1_000_000,
             "max_tokens": 1_000_000, "grid_size": 0, "allow_degenerate": True,
             "device": run.options.get("device", "cpu"),
             "cache_dir": run.workdir / "latent-cache", **run.options.get("molvae", {}),

@@ -30,15 +30,18 @@ def pains_alerts(mol: Chem.Mol) -> list[str]:
 
 
 def structure_alerts(smiles: str | None) -> dict[str, float]:
-    """Structure guards of latent optimization: ``largest_ring`` size and ``pains`` alert count.
+    """Structure guards of latent optimization: ``largest_ring`` size, ``pains`` alert count
+    and ``radicals`` (unpaired electrons).
 
-    Optimizers exploit what plain properties miss (macrocycles, assay-interference motifs), so
-    these are checked next to the objective. Every value is NaN when the SMILES does not parse.
+    Optimizers exploit what plain properties miss (macrocycles, assay-interference motifs, and
+    the radicals SELFIES decoding can write, e.g. ``[NH]``), so these are checked next to the
+    objective. Every value is NaN when the SMILES does not parse.
     """
     mol = to_mol(smiles)
     if mol is None:
-        return {"largest_ring": math.nan, "pains": math.nan}
-    return {"largest_ring": float(largest_ring_size(mol)), "pains": float(len(pains_alerts(mol)))}
+        return {"largest_ring": math.nan, "pains": math.nan, "radicals": math.nan}
+    return {"largest_ring": float(largest_ring_size(mol)), "pains": float(len(pains_alerts(mol))),
+            "radicals": float(sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms()))}
 
 
 @lru_cache(maxsize=4)

@@ -38,6 +38,7 @@ class Filters:
         max_heavy_atoms: largest molecule in heavy atoms.
         max_tokens: largest molecule in SELFIES tokens.
         pains: reject molecules matching a PAINS alert.
+        radicals: reject molecules with unpaired electrons.
         known: canonical SMILES that are not solutions, e.g. the training set when only new
             molecules are wanted.
     """
@@ -48,6 +49,7 @@ class Filters:
     max_tokens: int | None = None
     pains: bool = False
     known: frozenset[str] = frozenset()
+    radicals: bool = False
 
     def failures(self, record: dict[str, Any]) -> list[str]:
         """Why a scored molecule fails the guards (empty when it passes)."""
@@ -57,6 +59,8 @@ class Filters:
                   if limit is not None and not record[key] <= limit]
         if self.pains and not record["pains"] == 0:
             failed.append(f"pains alerts {record['pains']:g}")
+        if self.radicals and not record["radicals"] == 0:
+            failed.append(f"radical electrons {record['radicals']:g}")
         if record["smiles"] in self.known:
             failed.append("in the training set")
         return failed

@@ -90,6 +90,7 @@ class OptimizeConfig:
     max_tokens: int | None = option(None, help="guard: most SELFIES tokens (default: the "
                                     "training set's longest)")
     pains: bool = option(True, help="guard: reject PAINS alerts")
+    radicals: bool = option(True, help="guard: reject molecules with unpaired electrons")
     novel_only: bool = option(False, help="guard: molecules of the training set (--data) are "
                               "not solutions")
     acquisition: str = option("ei", help=f"bo: acquisition, {' or '.join(ACQUISITIONS)}")
@@ -199,7 +200,8 @@ def make_filters(config: OptimizeConfig, context: Context) -> Filters:
         tokens = tokens if tokens is not None else int(context.train["n_tokens"].max())
     tokens = tokens if tokens is not None else int(context.model.vocab.max_length)
     known = frozenset(context.train["smiles"]) if config.novel_only else frozenset()
-    return Filters(config.max_sa, config.max_ring_size, heavy, tokens, config.pains, known)
+    return Filters(config.max_sa, config.max_ring_size, heavy, tokens, config.pains, known,
+                   config.radicals)
 
 
 def warm_start(config: OptimizeConfig, context: Context, objective: Objective, oracle: Oracle,

@@ -161,13 +161,14 @@ def test_nan_scores_never_win_and_guards_rank_last() -> None:
     assert oracle.best_trace[-1] == 2.0
 
 
-def test_filters_catch_macrocycles_pains_and_size() -> None:
+def test_filters_catch_macrocycles_pains_radicals_and_size() -> None:
     macrocycle = "C1CCCCCCCCCCC1"
     azo = "CN(C)c1ccc(N=Nc2ccccc2)cc1"
+    radical = "CC(=O)N[CH]c1ccccc1"  # SELFIES decoding writes such unpaired electrons
     oracle = Oracle(parse_objective("qed"), budget=10,
                     filters=Filters(max_ring_size=8, pains=True, max_tokens=20, max_sa=6,
-                                    known=frozenset({ASPIRIN})))
-    oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN])
+                                    known=frozenset({ASPIRIN}), radicals=True))
+    oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN, radical])
     failures = dict(zip(oracle.table()["smiles"], oracle.table()["filter_failures"],
                         strict=True))
     assert "largest_ring 12 > 8" in failures[macrocycle]
@@ -175,6 +176,7 @@ def test_filters_catch_macrocycles_pains_and_size() -> None:
     assert "n_tokens 30 > 20" in failures[LONG_CHAIN]
     assert failures[ASPIRIN] == "in the training set"
     assert failures[PARACETAMOL] == ""
+    assert failures["CC(=O)N[CH]c1ccccc1"] == "radical electrons 1"
 
 
 def test_similarity_constraint_marks_dissimilar_molecules_infeasible() -> None:

@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## the whole pipeline on the embedded data, small model (2 CPU cores: ~7 min)
+demo: install  ## the whole pipeline on the embedded data, small model (2 CPU cores: ~9.5 min)
 	$(VENV)/bin/molvae run pipelines/demo.yaml
 
 design: install  ## multi-objective design (QED x SA x MW) on the shipped model, by CMA-ES (~1 min)

@@ -6,6 +6,7 @@ crash never leaves a half-written file that a later run would trust.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -113,40 +114,97 @@ def load_tensors(path: Path, what: str) -> dict[str, Any]:
     return state
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (names and bytes, in name order: a
+    partitioned Parquet table), read in blocks so large tables are fine."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    for file in table_files(path):
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def table_files(path: Path) -> list[Path]:
+    """The file itself, or the data files of a partitioned table folder (hidden ones skipped)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith((".", "_")))
+
+
+def is_table_folder(path: Path) -> bool:
+    """A folder read as one table: partitioned Parquet (``train.parquet/part.0.parquet``)."""
+    return path.is_dir() and _kind(path) == ".parquet"
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/Parquet/.smi table (gzipped text too). ``.smi`` gives columns smiles, name.
 
     Every line is a row, blank ones included (as empty strings), so row numbers stay those of
-    the file and no input line vanishes uncounted.
+    the file and no input line vanishes uncounted. A folder of Parquet files reads as one table.
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: one line naming the file when it is truncated, corrupt or not text.
     """
+    return pd.concat(list(iter_table(path)), ignore_index=True)
+
+
+def iter_table(path: str | Path, rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """:func:`read_table` in pieces of at most ``rows`` rows (None: one piece), so a file of any
+    size can be streamed; always yields at least one (maybe empty) piece."""
     path = Path(path)
-    if not path.is_file():
+    if not (path.is_file() or is_table_folder(path)):
         raise FileNotFoundError(f"file not found: {path}")
     try:
-        return _read_table(path)
+        yield from _iter_table(path, rows)
     except UNREADABLE as err:
         lines = str(err).strip().splitlines() or [type(err).__name__]
         raise unreadable(path, "table", lines[0][:200]) from None
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _kind(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
-    kind = suffixes[-1] if suffixes else ""
+    return suffixes[-1] if suffixes else ""
+
+
+def _iter_table(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
+    kind = _kind(path)
     if kind == ".parquet":
-        return pd.read_parquet(path)
-    if kind in (".smi", ".smiles", ".txt"):
-        rows = []
+        import pyarrow.dataset
+
+        dataset = pyarrow.dataset.dataset(str(path), format="parquet")
+        empty = True
+        for batch in dataset.to_batches(batch_size=rows or 1 << 30):
+            if batch.num_rows:
+                empty = False
+                yield batch.to_pandas()
+        if empty:
+            yield dataset.schema.empty_table().to_pandas()
+    elif kind in (".smi", ".smiles", ".txt"):
+        chunk: list[tuple[str, str]] = []
+        pieces = 0
         with _open_text(path) as handle:
             for line in handle:
                 parts = line.strip().split(maxsplit=1)
-                rows.append((parts[0] if parts else "", parts[1] if len(parts) > 1 else ""))
-        return pd.DataFrame(rows, columns=["smiles", "name"])
-    sep = "\t" if kind == ".tsv" else ","
-    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skip_blank_lines=False)
+                chunk.append((parts[0] if parts else "", parts[1] if len(parts) > 1 else ""))
+                if rows and len(chunk) >= rows:
+                    yield pd.DataFrame(chunk, columns=["smiles", "name"])
+                    chunk, pieces = [], pieces + 1
+        if chunk or not pieces:
+            yield pd.DataFrame(chunk, columns=["smiles", "name"])
+    else:
+        sep = "\t" if kind == ".tsv" else ","
+        read = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                           skip_blank_lines=False, chunksize=rows)
+        if rows is None:
+            yield read
+        else:
+            with read as pieces:
+                yield from pieces
 
 
 def _open_text(path: Path):  # noqa: ANN202

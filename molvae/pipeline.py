@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from molvae import config as cfg
 from molvae import tracking
-from molvae.io import write_json
+from molvae.io import file_digest, is_table_folder, write_json
 from molvae.stages import STAGES, get_stage, run_stage
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
             if source in planned and key not in options:
                 options[key] = str(planned[source].output)
                 upstream.append(planned[source].digest)
-        files = {str(named): _file_digest(named) for value in spec[name].values()
+        files = {str(named): file_digest(named) for value in spec[name].values()
                  for named in _named_files(value)}
         hashed = json.dumps({"stage": name, "options": options, "upstream": upstream,
                              "files": files}, sort_keys=True, default=str)
@@ -131,7 +131,7 @@ def _named_files(value: Any) -> list[Path]:
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, str):
             continue
-        if Path(item).is_file():
+        if Path(item).is_file() or is_table_folder(Path(item)):
             files.append(Path(item))
         elif _IMPORT_PATH.match(item):
             try:
@@ -141,15 +141,6 @@ def _named_files(value: Any) -> list[Path]:
             if spec is not None and spec.origin and Path(spec.origin).is_file():
                 files.append(Path(spec.origin))
     return files
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks (input tables may be large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def select(pipeline: Pipeline, only: str | None = None, start: str | None = None) -> list[str]:

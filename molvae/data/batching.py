@@ -145,7 +145,7 @@ class PreparedData:
 
 def _read_split(folder: Path, split: str, needed: Sequence[str]) -> pd.DataFrame:
     path = folder / f"{split}.parquet"
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {folder} a folder made by `molvae prep`?")
     table = pd.read_parquet(path)
     missing = [c for c in needed if c not in table.columns]

@@ -3,21 +3,19 @@
 Per molecule: parse → largest organic fragment → neutralize → (flatten stereo) → canonical
 SMILES → element/size filters → SELFIES (checked by decoding back) → properties. A rejected
 molecule carries a reason a person understands; nothing here raises on bad input. The prep
-stage (:mod:`molvae.stages.prep`) reads the inputs, de-duplicates and writes the splits.
+stage (:mod:`molvae.stages.prep`) streams the inputs through here piece by piece on the engine;
+:mod:`molvae.data.partitions` de-duplicates across pieces and writes the splits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from molvae import chem
 from molvae.data.tokens import selfies_to_smiles, smiles_to_selfies, split_selfies
-from molvae.parallel import map_chunks
 
 SPLITS = ("train", "val", "test")
 RECORD_COLUMNS = ("smiles", "selfies", "n_tokens", "reason", *chem.PROPERTY_NAMES)
@@ -53,69 +51,122 @@ def process_smiles(raw: object, keep_stereo: bool, allowed_elements: tuple[str, 
     return (smiles, selfies, n_tokens, None, *[props[p] for p in chem.PROPERTY_NAMES])
 
 
-def _process_chunk(raws: list, **kwargs: object) -> list[tuple]:
-    return [process_smiles(r, **kwargs) for r in raws]
+@dataclass(frozen=True)
+class Standardize:
+    """The per-molecule rules of prep (what :func:`process_smiles` is called with)."""
+
+    keep_stereo: bool
+    allowed_elements: tuple[str, ...]
+    min_heavy: int
+    max_heavy: int
+    max_tokens: int
+    scaffolds: bool = False  # also record each molecule's Bemis-Murcko scaffold
 
 
-def standardize_table(raw: pd.Series, keep_stereo: bool, allowed_elements: Sequence[str],
-                      min_heavy: int, max_heavy: int, max_tokens: int, workers: int = 0,
-                      chunk_size: int = 2000) -> pd.DataFrame:
-    """Run :func:`process_smiles` over a column in parallel chunks, with a progress bar."""
-    worker = partial(_process_chunk, keep_stereo=keep_stereo,
-                     allowed_elements=tuple(allowed_elements), min_heavy=min_heavy,
-                     max_heavy=max_heavy, max_tokens=max_tokens)
-    records = map_chunks(worker, raw.tolist(), workers, chunk_size, "standardize")
-    return pd.DataFrame.from_records(records, columns=list(RECORD_COLUMNS), index=raw.index)
+def standardize_partition(raw: pd.DataFrame, rules: Standardize
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One piece of input (columns smiles, source, row, order, then the user's) through
+    :func:`process_smiles`: (kept records, rejects with their reasons). Runs on a worker.
 
-
-def assign_splits(smiles: pd.Series, split: str, val_fraction: float, test_fraction: float,
-                  seed: int) -> pd.Series:
-    """A split name per molecule: random, or whole Bemis–Murcko scaffold groups per split.
-
-    Scaffold split as in chemprop's balanced variant: groups too big for val/test go to train
-    first, the rest are shuffled (seeded) and filled into train, val, test in turn.
+    The user's columns travel as text (missing ones as <NA>), so every piece of a large input
+    has the same Parquet schema; prep decides which are numeric once it has seen them all.
     """
-    n = len(smiles)
-    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-    rng = np.random.default_rng(seed)
-    labels = np.empty(n, dtype=object)
-    if split == "random":
-        order = rng.permutation(n)
-        labels[order[:n_val]] = "val"
-        labels[order[n_val:n_val + n_test]] = "test"
-        labels[order[n_val + n_test:]] = "train"
-        return pd.Series(labels, index=smiles.index)
-    groups: dict[str, list[int]] = {}
-    for i, s in enumerate(tqdm(smiles, desc="scaffolds", unit="mol")):
-        groups.setdefault(chem.scaffold(s) or "", []).append(i)
-    sets = list(groups.values())
-    big = [g for g in sets if len(g) > max(n_val, n_test) / 2]
-    small = [g for g in sets if len(g) <= max(n_val, n_test) / 2]
-    small = [small[i] for i in rng.permutation(len(small))]
-    big.sort(key=len, reverse=True)
-    train_target = n - n_val - n_test
+    rules_kwargs = {"keep_stereo": rules.keep_stereo, "allowed_elements": rules.allowed_elements,
+                    "min_heavy": rules.min_heavy, "max_heavy": rules.max_heavy,
+                    "max_tokens": rules.max_tokens}
+    records = pd.DataFrame.from_records([process_smiles(r, **rules_kwargs) for r in raw["smiles"]],
+                                        columns=list(RECORD_COLUMNS), index=raw.index)
+    rejected = records["smiles"].isna().to_numpy()
+    rejects = pd.DataFrame({"source": raw["source"], "row": raw["row"], "raw": raw["smiles"],
+                            "reason": records["reason"]})[rejected]
+    kept = pd.concat([records.drop(columns=["reason"]), raw[list(PLACE_COLUMNS)],
+                      user_columns(raw.drop(columns=["smiles", *PLACE_COLUMNS]))],
+                     axis=1)[~rejected]
+    if rules.scaffolds:
+        kept["scaffold"] = pd.array([chem.scaffold(s) or "" for s in kept["smiles"]],
+                                    dtype="string")
+    return kept.reset_index(drop=True), rejects.reset_index(drop=True)
+
+
+PLACE_COLUMNS = ("source", "row", "order")  # where a row came from, and its place overall
+RESERVED_COLUMNS = {*RECORD_COLUMNS, *PLACE_COLUMNS, "scaffold", "split", "split_key",
+                    "duplicate_of_source", "duplicate_of_row"}
+
+
+def user_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The user's columns as text; one whose name prep uses itself gets an ``input_`` prefix."""
+    return pd.DataFrame({
+        f"input_{c}" if c in RESERVED_COLUMNS else str(c):
+            pd.array([None if _missing(v) else str(v) for v in table[c]], dtype="string")
+        for c in table.columns}, index=table.index)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def numeric_kinds(table: pd.DataFrame) -> dict[str, str]:
+    """Per user text column of one piece: 'int' when every value is an integer, 'float' when
+    every filled value is a number (blanks allowed), else 'text'."""
+    kinds = {}
+    for column in table.columns:
+        filled = table[column].replace("", pd.NA).dropna()
+        numbers = pd.to_numeric(filled, errors="coerce")
+        if numbers.notna().sum() < len(filled):
+            kinds[column] = "text"
+        elif len(filled) == len(table) and (numbers == numbers.round()).all():
+            kinds[column] = "int"
+        else:
+            kinds[column] = "float"
+    return kinds
+
+
+def merge_kinds(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    """The kind that fits both pieces (text beats float beats int)."""
+    rank = {"int": 0, "float": 1, "text": 2}
+    return {c: max(a.get(c, "int"), b.get(c, "int"), key=rank.__getitem__) for c in {*a, *b}}
+
+
+def apply_kinds(table: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """User columns converted to the numbers every piece agreed on."""
+    table = table.copy()
+    for column, kind in kinds.items():
+        if kind != "text" and column in table.columns:
+            numbers = pd.to_numeric(table[column].replace("", pd.NA), errors="coerce")
+            table[column] = numbers.astype("int64" if kind == "int" else "float64")
+    return table
+
+
+def split_key(smiles: pd.Series, seed: int) -> pd.Series:
+    """A seeded 64-bit hash per molecule: the random split ranks molecules by it, so a
+    molecule lands in the same split however the input is cut into pieces or ordered."""
+    return pd.util.hash_pandas_object(smiles, index=False, hash_key=f"molvae-split{seed:04d}"[-16:])
+
+
+def scaffold_split(sizes: pd.Series, n_val: int, n_test: int, seed: int) -> dict[str, str]:
+    """A split per Bemis–Murcko scaffold (``sizes``: molecules per scaffold), as in chemprop's
+    balanced variant: groups too big for val/test go to train first, the rest are shuffled
+    (seeded) and filled into train, val, test in turn."""
+    sizes = sizes.sort_index()
+    limit = max(n_val, n_test) / 2
+    big = sizes[sizes > limit].sort_values(ascending=False, kind="stable")
+    small = sizes[sizes <= limit]
+    small = small.iloc[np.random.default_rng(seed).permutation(len(small))]
+    train_target = int(sizes.sum()) - n_val - n_test
     counts = {"train": 0, "val": 0, "test": 0}
-    for group in big + small:
-        if counts["train"] + len(group) <= train_target or group in big:
+    assignment = {}
+    for scaffold, size in big.items():
+        assignment[scaffold] = "train"
+        counts["train"] += int(size)
+    for scaffold, size in small.items():
+        if counts["train"] + size <= train_target:
             name = "train"
-        elif counts["val"] + len(group) <= n_val:
+        elif counts["val"] + size <= n_val:
             name = "val"
-        elif counts["test"] + len(group) <= n_test:
+        elif counts["test"] + size <= n_test:
             name = "test"
         else:
             name = "train"
-        labels[group] = name
-        counts[name] += len(group)
-    return pd.Series(labels, index=smiles.index)
-
-
-def numeric_extras(table: pd.DataFrame, reserved: set[str]) -> pd.DataFrame:
-    """User columns kept as they are, numeric where every filled value is a number."""
-    extras = table.drop(columns=["smiles"]).rename(
-        columns=lambda c: f"input_{c}" if c in reserved else c)
-    for column in extras.columns:
-        filled = extras[column].replace("", np.nan)
-        converted = pd.to_numeric(filled, errors="coerce")
-        if converted.notna().sum() == filled.notna().sum():
-            extras[column] = converted
-    return extras
+        assignment[scaffold] = name
+        counts[name] += int(size)
+    return assignment

@@ -13,13 +13,14 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from molvae import chem
 from molvae.config import ConfigError
-from molvae.io import read_table
+from molvae.io import iter_table
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,19 @@ def moses_wheel() -> Path:
 
 def read_moses(split: str = "train") -> pd.DataFrame:
     """The MOSES ``train``, ``test`` or ``test_scaffolds`` split as a table with ``smiles``."""
+    return pd.concat(list(iter_moses(split)), ignore_index=True)
+
+
+def iter_moses(split: str = "train", rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """:func:`read_moses` in pieces of at most ``rows`` rows (None: one piece)."""
     if split not in MOSES_SPLITS:
         raise ConfigError(f"unknown MOSES split '{split}' (choose from {', '.join(MOSES_SPLITS)})")
     with zipfile.ZipFile(moses_wheel()) as wheel:
         with wheel.open(f"moses/dataset/data/{split}.csv.gz") as handle:
-            table = pd.read_csv(handle, compression="gzip", dtype=str, keep_default_na=False)
-    return table.rename(columns={"SMILES": "smiles"})
+            read = pd.read_csv(handle, compression="gzip", dtype=str, keep_default_na=False,
+                               chunksize=rows)
+            for piece in [read] if rows is None else read:
+                yield piece.rename(columns={"SMILES": "smiles"})
 
 
 def find_smiles_column(table: pd.DataFrame, requested: str | None, label: str) -> str:
@@ -87,21 +95,37 @@ def read_source(spec: str, smiles_col: str | None = None) -> pd.DataFrame:
     """Read one input into a table whose first column is ``smiles`` (raw strings).
 
     Args:
-        spec: a file path, or ``moses[:split]``.
+        spec: a file path (a folder of Parquet files too), or ``moses[:split]``.
         smiles_col: the SMILES column of a CSV/TSV/Parquet file; auto-detected when None.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ConfigError: no SMILES column could be found.
     """
+    return pd.concat(list(iter_source(spec, smiles_col)), ignore_index=True)
+
+
+def iter_source(spec: str, smiles_col: str | None = None, rows: int | None = None
+                ) -> Iterator[pd.DataFrame]:
+    """:func:`read_source` in pieces of at most ``rows`` rows (None: one piece), so inputs of
+    any size stream through prep in flat memory. The SMILES column is found in the first
+    piece. SDF files are read whole (their tags can differ from record to record)."""
     if spec == "moses" or spec.startswith("moses:"):
-        return read_moses(spec.partition(":")[2] or "train")
+        yield from iter_moses(spec.partition(":")[2] or "train", rows)
+        return
     path = Path(spec)
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise FileNotFoundError(f"input file not found: {spec}")
     if any(s.lower() in (".sdf", ".sd") for s in path.suffixes):
-        return chem.read_sdf(path)
-    table = read_table(path)
-    column = find_smiles_column(table, smiles_col, spec)
-    table = table.rename(columns={column: "smiles"})
-    return table[["smiles", *[c for c in table.columns if c != "smiles"]]]
+        table = chem.read_sdf(path)
+        step = rows or max(1, len(table))
+        for start in range(0, max(1, len(table)), step):
+            yield table.iloc[start:start + step].reset_index(drop=True)
+        return
+    column = None
+    for table in iter_table(path, rows):
+        column = column or find_smiles_column(table, smiles_col, spec)
+        if column not in table.columns:
+            raise ConfigError(f"{spec}: no column '{column}' in every part of the file")
+        table = table.rename(columns={column: "smiles"})
+        yield table[["smiles", *[c for c in table.columns if c != "smiles"]]]

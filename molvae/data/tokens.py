@@ -76,6 +76,12 @@ class Vocab:
             toks = split_selfies(s)
             counts.update(toks)
             longest = max(longest, len(toks))
+        return cls.from_counts(counts, longest)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], longest: int) -> Vocab:
+        """Vocabulary from token counts (most frequent first, ties by name), so pieces of a
+        large data set can be counted apart and summed."""
         ordered = sorted(counts, key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + ordered, max_length=longest)
 

@@ -15,19 +15,10 @@ import pandas as pd
 from torch import nn
 
 from molvae.config import ConfigError
-from molvae.io import atomic_path
+from molvae.io import atomic_path, file_digest
 from molvae.model.vae import SelfiesVAE
 
 log = logging.getLogger(__name__)
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (read in chunks, so large splits are fine)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -56,7 +47,7 @@ def encode_split(model: SelfiesVAE, prepared_dir: str | Path, split: str,
         model could not tokenize has a row of NaN in ``mu``.
     """
     path = Path(prepared_dir) / f"{split}.parquet"
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"prepared split not found: {path} (run `molvae prep` first)")
     table = pd.read_parquet(path)
     cached = None

@@ -1,7 +1,10 @@
 """The prep stage: molecule files in, a clean, tokenized, split data set out.
 
-Read every input, standardize each molecule (:mod:`molvae.data.prep`), de-duplicate on
-canonical SMILES, split (random or Bemis–Murcko scaffold), build the vocabulary on train.
+Inputs are streamed in pieces of ``chunk_size`` molecules; each piece is standardized
+(:mod:`molvae.data.prep`) on the engine (a local Dask cluster, or ``--cluster``) and written
+as one Parquet file, so memory stays flat however large the input. The whole-set steps
+(de-duplication across pieces, the split, the vocabulary) then run on dask dataframes
+(:mod:`molvae.data.partitions`), and each split is written as partitioned Parquet.
 
 Nothing is lost: every input row ends in exactly one of the splits, ``duplicates.csv``
 (pointing at the kept row) or ``rejects.csv`` (with a reason a person understands).
@@ -10,29 +13,37 @@ Nothing is lost: every input row ends in exactly one of the splits, ``duplicates
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from molvae import chem
 from molvae.config import ConfigError, option
+from molvae.data import partitions
 from molvae.data.prep import (
-    RECORD_COLUMNS,
-    SPLITS,
-    assign_splits,
-    numeric_extras,
-    standardize_table,
+    PLACE_COLUMNS,
+    Standardize,
+    merge_kinds,
+    numeric_kinds,
+    standardize_partition,
 )
-from molvae.data.sources import read_source
-from molvae.data.tokens import Vocab, split_selfies
-from molvae.io import write_json, write_table
+from molvae.data.sources import iter_source
+from molvae.io import write_json
+from molvae.parallel import engine, map_ordered
 from molvae.tracking import Tracker
 
 log = logging.getLogger(__name__)
+
+ROWS_PER_SPLIT_PARTITION = 100_000  # rows per Parquet file of a written split
 
 
 @dataclass
@@ -54,8 +65,12 @@ class PrepConfig:
     test_fraction: float = option(0.1, help="fraction of molecules for test")
     seed: int = option(0, help="random seed for splitting")
     limit: int | None = option(None, help="use only the first N rows of each input")
-    workers: int = option(0, help="worker processes (0 = all cores)")
-    chunk_size: int = option(2000, help="molecules per work unit")
+    workers: int = option(0, help="worker processes of the local cluster (0 = all cores; 1 = "
+                                  "work in this process)")
+    chunk_size: int = option(5000, help="molecules per piece (one task, one Parquet file)")
+    cluster: str | None = option(None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 "
+                                 "(default $DASK_SCHEDULER_ADDRESS, else a local cluster); "
+                                 "its workers must see the input and output folders")
 
     def validate(self) -> None:
         """Refuse nonsense up front (``--limit -5`` once silently dropped five rows)."""
@@ -105,78 +120,123 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     """The prep stage: read, standardize, filter, de-duplicate, split, tokenize, write."""
     tracker = tracker or Tracker()
     start = time.perf_counter()
-    timings: dict[str, float] = {}
-    tables = []
-    for spec in config.inputs:
-        table = read_source(spec, config.smiles_col)
-        if config.limit is not None:
-            table = table.head(config.limit)
-        table.insert(1, "source", spec)
-        table.insert(2, "row", np.arange(1, len(table) + 1))
-        tables.append(table)
-    raw = pd.concat(tables, ignore_index=True)
-    timings["read_s"] = time.perf_counter() - start
-
-    t0 = time.perf_counter()
-    records = standardize_table(raw["smiles"], config.stereo, config.allowed_elements,
-                                config.min_heavy_atoms, config.max_heavy_atoms,
-                                config.max_tokens, config.workers, config.chunk_size)
-    timings["standardize_s"] = time.perf_counter() - t0
-
-    rejected = records["smiles"].isna()
-    rejects = pd.DataFrame({"source": raw["source"], "row": raw["row"],
-                            "raw": raw["smiles"], "reason": records["reason"]})[rejected]
-    reserved = {*RECORD_COLUMNS, "source", "row"}
-    kept = pd.concat([records.drop(columns=["reason"]), raw[["source", "row"]],
-                      numeric_extras(raw.drop(columns=["source", "row"]), reserved)],
-                     axis=1)[~rejected]
-    duplicated = kept["smiles"].duplicated(keep="first")
-    first = kept[~duplicated].set_index("smiles")[["source", "row"]]
-    dupes = kept.loc[duplicated, ["source", "row", "smiles"]]
-    dupes = dupes.assign(duplicate_of_source=dupes["smiles"].map(first["source"]),
-                         duplicate_of_row=dupes["smiles"].map(first["row"]))
-    unique = kept[~duplicated].reset_index(drop=True)
     out = Path(config.out)
-    if unique.empty:
-        write_table(rejects, out / "rejects.csv")
-        raise ValueError(f"no molecule passed standardization; see {out}/rejects.csv")
-
-    t0 = time.perf_counter()
-    unique["split"] = assign_splits(unique["smiles"], config.split, config.val_fraction,
-                                    config.test_fraction, config.seed)
-    timings["split_s"] = time.perf_counter() - t0
-    vocab = Vocab.build(unique.loc[unique["split"] == "train", "selfies"])
-
-    for name in SPLITS:
-        part = unique[unique["split"] == name].drop(columns=["split"])
-        write_table(part, out / f"{name}.parquet")
+    work = out / ".work"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "records").mkdir(parents=True)
+    rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
+                        config.max_heavy_atoms, config.max_tokens, config.split == "scaffold")
+    with engine(config.cluster, config.workers) as current:
+        streamed = _standardize_inputs(config, rules, work)
+        timings = {"standardize_s": time.perf_counter() - start}
+        if streamed.kept == 0:
+            raise ValueError(f"no molecule passed standardization; see {out}/rejects.csv")
+        t0 = time.perf_counter()
+        with partitions.scheduler_config(current.scheduler()):
+            counts, n_duplicates, vocab, unseen = _whole_set_steps(config, work, streamed)
+        timings["dedupe_split_write_s"] = time.perf_counter() - t0
+    shutil.rmtree(work, ignore_errors=True)
     vocab.save(out / "vocab.json")
-    write_table(rejects, out / "rejects.csv")
-    write_table(dupes, out / "duplicates.csv")
 
-    known = set(vocab.tokens)
-    unseen = {name: int(sum(any(t not in known for t in split_selfies(s))
-                            for s in unique.loc[unique["split"] == name, "selfies"]))
-              for name in ("val", "test")}
-    reasons = Counter(r.split(":")[0] for r in rejects["reason"])
-    counts = {"input": len(raw), "kept": len(unique), "duplicates": len(dupes),
-              "rejected": len(rejects),
-              **{name: int((unique["split"] == name).sum()) for name in SPLITS}}
+    counts = {"input": streamed.inputs, "kept": streamed.kept - n_duplicates,
+              "duplicates": n_duplicates, "rejected": sum(streamed.reasons.values()), **counts}
     seconds = time.perf_counter() - start
-    report = {"counts": counts, "reject_reasons": dict(reasons),
-              "inputs": {s: int((raw["source"] == s).sum()) for s in config.inputs},
-              "vocab_size": len(vocab), "max_tokens": vocab.max_length,
-              "molecules_with_tokens_unseen_in_train": unseen,
+    report = {"counts": counts, "reject_reasons": dict(streamed.reasons),
+              "inputs": streamed.per_source, "vocab_size": len(vocab),
+              "max_tokens": vocab.max_length, "molecules_with_tokens_unseen_in_train": unseen,
               "timings_s": {**timings, "total_s": seconds},
-              "molecules_per_s": len(raw) / max(seconds, 1e-9)}
+              "molecules_per_s": streamed.inputs / max(seconds, 1e-9),
+              "engine": "dask" if current.distributed else "this process"}
     write_json(report, out / "report.json")
-    if counts["kept"] + counts["duplicates"] + counts["rejected"] != counts["input"]:
+    if counts["kept"] + counts["duplicates"] + counts["rejected"] != counts["input"] or \
+            sum(counts[name] for name in ("train", "val", "test")) != counts["kept"]:
         raise RuntimeError(f"molecule accounting does not add up: {counts}")
 
     tracker.log_metrics({f"n_{k}": v for k, v in counts.items()})
     tracker.log_metrics({"vocab_size": len(vocab), "max_tokens": vocab.max_length,
                          "molecules_per_s": report["molecules_per_s"], "seconds": seconds})
-    tracker.log_metrics({f"rejects/{k}": v for k, v in reasons.items()})
+    tracker.log_metrics({f"rejects/{k}": v for k, v in streamed.reasons.items()})
     for name in ("report.json", "vocab.json", "rejects.csv", "duplicates.csv"):
         tracker.log_artifact(out / name)
-    return PrepResult(out=out, counts=counts, reasons=dict(reasons), seconds=seconds)
+    return PrepResult(out=out, counts=counts, reasons=dict(streamed.reasons), seconds=seconds)
+
+
+@dataclass
+class Streamed:
+    """What the streaming pass saw: rows in, rows kept (duplicates included), reject reasons,
+    rows per input, and the numeric kind of each user column."""
+
+    inputs: int = 0
+    kept: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    per_source: dict[str, int] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+
+def _pieces(config: PrepConfig, seen: Streamed) -> Iterator[pd.DataFrame]:
+    """Every input in pieces, each row with its source, its row number and its place."""
+    order = 0
+    for spec in config.inputs:
+        seen.per_source[spec] = 0
+        for piece in iter_source(spec, config.smiles_col, config.chunk_size):
+            if config.limit is not None:
+                piece = piece.head(config.limit - seen.per_source[spec])
+            first = seen.per_source[spec]
+            piece.insert(1, "source", spec)
+            piece.insert(2, "row", np.arange(first + 1, first + len(piece) + 1))
+            piece.insert(3, "order", np.arange(order, order + len(piece)))
+            seen.per_source[spec] += len(piece)
+            order += len(piece)
+            if len(piece):
+                yield piece
+            if config.limit is not None and seen.per_source[spec] >= config.limit:
+                break
+
+
+def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path) -> Streamed:
+    """Stream the inputs through :func:`standardize_partition`; kept records go to
+    ``work/records`` (one Parquet file per piece), rejects to ``rejects.csv`` as they come."""
+    seen = Streamed()
+    out = Path(config.out)
+    rejects_tmp = work / "rejects.csv"
+    header = True
+    worker = partial(standardize_partition, rules=rules)
+    with tqdm(desc="standardize", unit="mol", delay=1) as bar:  # no bar for a quick failure
+        for i, (kept, rejects) in enumerate(map_ordered(worker, _pieces(config, seen),
+                                                        config.workers)):
+            if len(kept):
+                kept.to_parquet(work / "records" / f"part-{i:06d}.parquet", index=False)
+                user = kept.drop(columns=[c for c in kept.columns if c in _OWN_COLUMNS])
+                seen.kinds = merge_kinds(seen.kinds, numeric_kinds(user))
+            rejects.to_csv(rejects_tmp, mode="w" if header else "a", header=header, index=False)
+            header = False
+            seen.kept += len(kept)
+            seen.reasons.update(r.split(":")[0] for r in rejects["reason"])
+            bar.update(len(kept) + len(rejects))
+    if header:  # no input rows at all
+        pd.DataFrame(columns=["source", "row", "raw", "reason"]).to_csv(rejects_tmp, index=False)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.move(rejects_tmp, out / "rejects.csv")
+    seen.inputs = sum(seen.per_source.values())
+    return seen
+
+
+_OWN_COLUMNS = {"smiles", "selfies", "n_tokens", *chem.PROPERTY_NAMES, *PLACE_COLUMNS,
+                "scaffold"}
+
+
+def _whole_set_steps(config: PrepConfig, work: Path, streamed: Streamed
+                     ) -> tuple[dict[str, int], int, object, dict[str, int]]:
+    """De-duplicate, split, write the splits; returns (rows per split, duplicates, vocab,
+    molecules with unseen tokens)."""
+    out = Path(config.out)
+    n_parts = max(1, math.ceil(streamed.kept / ROWS_PER_SPLIT_PARTITION))
+    marked = partitions.deduplicate(work / "records", work / "marked", config.seed, n_parts)
+    n_duplicates = partitions.write_duplicates(marked, out / "duplicates.csv")
+    unique = marked[marked["duplicate_of_source"].isna()]
+    n_unique = streamed.kept - n_duplicates
+    n_val, n_test = round(n_unique * config.val_fraction), round(n_unique * config.test_fraction)
+    labelled = partitions.split_labels(unique, config.split, n_val, n_test, config.seed)
+    counts = partitions.write_splits(labelled, out, streamed.kinds)
+    vocab = partitions.build_vocab(out)
+    return counts, n_duplicates, vocab, partitions.unseen_tokens(out, vocab)

@@ -31,6 +31,7 @@ from molvae import chem, plots
 from molvae.config import ConfigError, option
 from molvae.devices import choose_device
 from molvae.io import write_json, write_table
+from molvae.parallel import engine
 from molvae.scoring import metrics
 from molvae.scoring import report as report_
 from molvae.scoring.features import FeatureOptions, SetFeatures, describe_set, parse_set
@@ -68,8 +69,11 @@ class ScoreConfig:
                                  "filters/<name> (fraction passing)")
     grid_size: int = option(24, help="molecules drawn in molecules.png")
     table: str = option("csv", help="format of the per-molecule table: csv or parquet")
-    workers: int = option(0, help="worker processes (0 = all cores)")
+    workers: int = option(0, help="worker processes of the local cluster (0 = all cores; 1 = "
+                                  "work in this process)")
     chunk_size: int = option(1000, help="molecules per work unit")
+    cluster: str | None = option(None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 "
+                                 "(default $DASK_SCHEDULER_ADDRESS, else a local cluster)")
     seed: int = option(0, help="random seed (reference sample for KL, molecules drawn)")
     cache: bool = option(True, help="reuse reference statistics cached on disk")
     cache_dir: Path | None = option(None, help="where reference statistics are cached "
@@ -140,7 +144,7 @@ def _read_molecules(spec: str, split: str, files_allowed: bool = True) -> Molecu
                                 "file or 'moses')")
     if path.is_dir():
         file = path / f"{split}.parquet"
-        if not file.is_file():
+        if not file.exists():
             return None
         return Molecules(pd.read_parquet(file, columns=["smiles"])["smiles"].tolist(), True,
                          str(file))
@@ -191,6 +195,17 @@ def run(config: ScoreConfig, tracker: Tracker | None = None) -> ScoreResult:
     """Score ``config.generated`` against ``config.reference``; write the report to
     ``config.out`` and record it with ``tracker``."""
     tracker = tracker or Tracker()
+    with engine(config.cluster, config.workers):
+        result = _score(config)
+    tracker.log_metrics({**result.metrics, **{k: v for k, v in result.counts.items()
+                                              if isinstance(v, int)}})
+    tracker.log_artifact(config.out, "score")
+    return result
+
+
+def _score(config: ScoreConfig) -> ScoreResult:
+    """The report, its tables and plots: the per-molecule work on the engine, the set
+    metrics here."""
     start = time.perf_counter()
     raw = _read_generated(config)
     refs, train = _references(config)
@@ -228,9 +243,6 @@ def run(config: ScoreConfig, tracker: Tracker | None = None) -> ScoreResult:
     result = ScoreResult(config.out, report.metrics, report.notes, counts,
                          time.perf_counter() - start)
     _write_outputs(config, result, table, stats, features, refs, train)
-    tracker.log_metrics({**report.metrics, **{k: v for k, v in counts.items()
-                                               if isinstance(v, int)}})
-    tracker.log_artifact(config.out, "score")
     return result
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from molvae.io import is_table_folder, table_files
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -177,9 +179,10 @@ class MlflowTracker(Tracker):
 
         try:
             path = Path(path)
-            tables = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+            tables = sorted(path.glob("*.parquet")) \
+                if path.is_dir() and not is_table_folder(path) else [path]
             for table in tables:
-                if table.is_file() and table.name.lower().endswith(TABLE_SUFFIXES):
+                if table.exists() and table.name.lower().endswith(TABLE_SUFFIXES):
                     dataset, rows = _table_dataset(table)
                     mlflow.log_input(dataset, context=context,
                                      tags=None if rows is None else {"rows": str(rows)})
@@ -202,14 +205,16 @@ def _table_dataset(path: Path) -> tuple[Any, int | None]:
 
     rows: int | None = None
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.dataset
 
-        head = pq.read_schema(path).empty_table().to_pandas()
-        rows = pq.ParquetFile(path).metadata.num_rows
+        table = pyarrow.dataset.dataset(str(path), format="parquet")
+        head = table.schema.empty_table().to_pandas()
+        rows = table.count_rows()
     else:
         head = pd.read_csv(path, nrows=100, sep="\t" if ".tsv" in path.suffixes else ",")
-    stat = path.stat()
-    digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    stats = [f.stat() for f in table_files(path)]
+    digest = hashlib.sha256(f"{path.resolve()}:{[(s.st_size, s.st_mtime_ns) for s in stats]}"
+                            .encode())
     with warnings.catch_warnings():  # MLflow registers its local source twice and says so, and
         warnings.simplefilter("ignore")  # hints that integer columns cannot hold missing values
         source = resolve_dataset_source(str(path.resolve()))

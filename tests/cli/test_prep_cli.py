@@ -13,9 +13,10 @@ def test_prep_cli_end_to_end(mlflow_runs, tmp_path: Path) -> None:
                  "-q"])
     assert code == 0
     out = Path("prepared")
-    for name in ("train.parquet", "val.parquet", "test.parquet", "vocab.json", "rejects.csv",
-                 "report.json"):
+    for name in ("vocab.json", "rejects.csv", "report.json"):
         assert (out / name).is_file(), name
+    for name in ("train", "val", "test"):  # partitioned Parquet: a folder of part files
+        assert sorted((out / f"{name}.parquet").glob("part.*.parquet")), name
     runs = mlflow_runs("prep")
     assert len(runs) == 1
     run = runs.iloc[0]

@@ -113,3 +113,40 @@ def test_reads_smi_and_sdf(tmp_path: Path) -> None:
     kept = read_splits(out)
     assert set(kept["smiles"]) == {"CCO", "Oc1ccccc1", "CCN", "CCCl"}
     assert len(pd.read_csv(out / "rejects.csv")) == 1
+
+
+def test_split_is_the_same_however_the_input_is_cut_or_ordered(tmp_path: Path) -> None:
+    table = pd.read_csv(FIXTURES / "molecules.csv")
+    shuffled = tmp_path / "shuffled.csv"
+    table.sample(frac=1.0, random_state=3).to_csv(shuffled, index=False)
+    whole = read_splits(run_prep(tmp_path / "a", inputs=[str(FIXTURES / "molecules.csv")]))
+    cut = read_splits(run_prep(tmp_path / "b", inputs=[str(shuffled)], chunk_size=9))
+    assert dict(zip(whole["smiles"], whole["split"])) == dict(zip(cut["smiles"], cut["split"]))
+    assert (whole["split"] == "val").sum() == 10 and (whole["split"] == "test").sum() == 10
+
+
+def test_user_columns_get_one_type_across_pieces(tmp_path: Path) -> None:
+    smiles = pd.read_csv(FIXTURES / "molecules.csv")["smiles"].head(30)
+    table = pd.DataFrame({"smiles": smiles,
+                          "count": [str(i) for i in range(30)],
+                          "activity": [str(i) for i in range(25)] + ["", "", "1.5", "2", "3"],
+                          "label": ["7"] * 20 + ["active"] + ["8"] * 9})
+    path = tmp_path / "in.csv"
+    table.to_csv(path, index=False)
+    kept = read_splits(run_prep(tmp_path, inputs=[str(path)], chunk_size=10))
+    assert pd.api.types.is_integer_dtype(kept["count"])
+    assert pd.api.types.is_float_dtype(kept["activity"]) and kept["activity"].isna().sum() == 2
+    assert pd.api.types.is_string_dtype(kept["label"]) or kept["label"].dtype == object
+    assert set(kept["label"]) == {"7", "active", "8"}
+
+
+def test_a_folder_of_parquet_files_is_one_input(tmp_path: Path) -> None:
+    table = pd.read_csv(FIXTURES / "molecules.csv")
+    folder = tmp_path / "in.parquet"
+    folder.mkdir()
+    for i, start in enumerate(range(0, len(table), 40)):
+        table.iloc[start:start + 40].to_parquet(folder / f"part-{i}.parquet")
+    out = run_prep(tmp_path, inputs=[str(folder)], chunk_size=25)
+    kept = read_splits(out)
+    assert len(kept) == 100 and sorted(kept["row"]) == list(range(1, 101))
+    assert json.loads((out / "report.json").read_text())["counts"]["input"] == 100

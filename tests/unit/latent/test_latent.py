@@ -211,6 +211,7 @@ def _with_activity(prepared: Path, folder: Path) -> tuple[Path, int]:
         if split == "train":
             activity.iloc[::10] = np.nan
             missing = int(activity.isna().sum())
+        shutil.rmtree(folder / f"{split}.parquet")
         table.assign(activity=activity, text=["x"] * len(table)).to_parquet(
             folder / f"{split}.parquet")
     return folder, missing

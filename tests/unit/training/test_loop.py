@@ -24,9 +24,10 @@ FAST = {"preset": "tiny", "epochs": 2, "batch_size": 8, "eval_samples": 5, "eval
 
 @pytest.fixture(scope="module")
 def memorize_dir(prepared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """64 training molecules that are also the validation set (to measure memorization)."""
+    """The 64 shortest training molecules, also the validation set (to measure memorization)."""
     out = tmp_path_factory.mktemp("memorize")
-    train = pd.read_parquet(prepared_dir / "train.parquet").head(64)
+    train = pd.read_parquet(prepared_dir / "train.parquet")
+    train = train.sort_values(["n_tokens", "smiles"]).head(64)
     for split in ("train", "val"):
         train.to_parquet(out / f"{split}.parquet")
     (out / "vocab.json").write_text((prepared_dir / "vocab.json").read_text())

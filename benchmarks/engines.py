@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from molvae import chem
 from molvae.data import prep
 from molvae.data.sources import read_moses
 
@@ -47,10 +46,9 @@ def noop(chunk: list) -> list:
     return chunk
 
 
-def standardize_chunk(raws: list, **rules: Any) -> list[tuple]:
-    """One chunk through :func:`molvae.data.prep.process_smiles` (defined here, at module
-    level, so it pickles: the package's own chunk helper has been moving)."""
-    return [prep.process_smiles(raw, **rules) for raw in raws]
+def standardize_chunk(raws: list, rules: prep.Standardize) -> list[tuple]:
+    """One chunk through :func:`molvae.data.prep.process_smiles` with prep's default rules."""
+    return [prep.process_smiles(raw, rules) for raw in raws]
 
 
 def _call(function: ChunkFunction, chunk: list) -> list:
@@ -211,9 +209,7 @@ def main() -> None:
 
     smiles = read_moses("train")["smiles"].head(args.n).tolist()
     chunks = [smiles[i:i + args.chunk_size] for i in range(0, len(smiles), args.chunk_size)]
-    function = functools.partial(standardize_chunk, keep_stereo=True,
-                                 allowed_elements=tuple(chem.ORGANIC_ELEMENTS), min_heavy=2,
-                                 max_heavy=80, max_tokens=120)
+    function = functools.partial(standardize_chunk, rules=prep.Standardize())
     print(f"{len(smiles)} molecules in {len(chunks)} chunks of {args.chunk_size}; "
           f"driver RSS before engines {peak_rss_mib():.0f} MiB")
     print(f"{'engine':<6} {'W':>2} {'start s':>8} {'run s':>7} {'mol/s':>7} {'vs pool':>7} "

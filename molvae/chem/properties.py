@@ -4,11 +4,12 @@ descriptors of GuacaMol's KL-divergence benchmark."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import QED, Crippen, Lipinski, rdMolDescriptors
+from rdkit.Chem import QED, Crippen, FilterCatalog, Lipinski, MolSurf, rdMolDescriptors
 from rdkit.Contrib.SA_Score import sascorer
 
 from molvae.chem.mol import to_mol
@@ -42,28 +43,67 @@ def penalized_logp(mol: Chem.Mol, logp: float | None = None, sa: float | None = 
     return float(logp - sa - max(largest_ring_size(mol) - 6, 0))
 
 
-def properties(mol: Chem.Mol) -> dict[str, float]:
-    """The standard property panel, keyed by :data:`PROPERTY_NAMES`.
+def properties(mol: Chem.Mol, names: Iterable[str] = PROPERTY_NAMES) -> dict[str, float]:
+    """The property panel (or the ``names`` asked for), keyed by :data:`PROPERTY_NAMES` order.
 
-    QED's own descriptor pass (MW, logP, TPSA, rotatable bonds, H-bond donors) is reused for
-    those properties, so the costly parts are computed once per molecule.
+    Only what is asked for is computed: QED (half the cost of the whole panel) only for
+    ``qed``, SA only for ``sa``/``plogp``. The descriptors QED is built from are computed the
+    way RDKit's ``QED.properties`` computes them (on the molecule without explicit H), so a
+    value does not depend on which others were asked for; QED's 116 structural alerts are
+    matched in one C++ pass of a FilterCatalog instead of 116 Python calls (same count).
     """
-    qed_inputs = QED.properties(mol)
-    logp = qed_inputs.ALOGP
-    sa = sa_score(mol)
-    return {
-        "mw": float(qed_inputs.MW),
-        "logp": float(logp),
-        "qed": float(QED.qed(mol, qedProperties=qed_inputs)),
-        "sa": sa,
-        "tpsa": float(qed_inputs.PSA),
-        "hbd": float(qed_inputs.HBD),
-        "hba": float(Lipinski.NumHAcceptors(mol)),
-        "rotatable_bonds": float(qed_inputs.ROTB),
-        "rings": float(rdMolDescriptors.CalcNumRings(mol)),
-        "heavy_atoms": float(mol.GetNumHeavyAtoms()),
-        "plogp": penalized_logp(mol, logp, sa),
-    }
+    wanted = set(names)
+    unknown = wanted - set(PROPERTY_NAMES)
+    if unknown:
+        raise ValueError(f"unknown properties {sorted(unknown)} (known: {PROPERTY_NAMES})")
+    bare = Chem.RemoveHs(mol)
+    done: dict[str, float] = {}
+
+    def value(name: str) -> float:
+        if name not in done:
+            done[name] = float(_DESCRIPTORS[name](bare))
+        return done[name]
+
+    out = {name: value(name) for name in PROPERTY_NAMES
+           if name in wanted and name in _DESCRIPTORS}
+    if "qed" in wanted:
+        inputs = QED.QEDproperties(
+            MW=value("mw"), ALOGP=value("logp"),
+            HBA=sum(len(bare.GetSubstructMatches(p)) for p in QED.Acceptors
+                    if bare.HasSubstructMatch(p)),
+            HBD=value("hbd"), PSA=value("tpsa"), ROTB=value("rotatable_bonds"),
+            AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(bare), QED.AliphaticRings))),
+            ALERTS=len(_qed_alerts().GetMatches(bare)))
+        out["qed"] = float(QED.qed(bare, qedProperties=inputs))
+    if wanted & {"sa", "plogp"}:
+        sa = sa_score(mol)
+        if "sa" in wanted:
+            out["sa"] = sa
+        if "plogp" in wanted:
+            out["plogp"] = penalized_logp(mol, value("logp"), sa)
+    return {name: out[name] for name in PROPERTY_NAMES if name in wanted}
+
+
+_DESCRIPTORS = {
+    "mw": rdMolDescriptors._CalcMolWt,
+    "logp": Crippen.MolLogP,
+    "tpsa": MolSurf.TPSA,
+    "hbd": rdMolDescriptors.CalcNumHBD,
+    "hba": Lipinski.NumHAcceptors,
+    "rotatable_bonds": lambda m: rdMolDescriptors.CalcNumRotatableBonds(
+        m, rdMolDescriptors.NumRotatableBondsOptions.Strict),
+    "rings": rdMolDescriptors.CalcNumRings,
+    "heavy_atoms": lambda m: m.GetNumHeavyAtoms(),
+}
+
+
+@lru_cache(maxsize=1)
+def _qed_alerts() -> FilterCatalog.FilterCatalog:
+    catalog = FilterCatalog.FilterCatalog()
+    for i, alert in enumerate(QED.StructuralAlerts):
+        catalog.AddEntry(FilterCatalog.FilterCatalogEntry(f"qed_alert_{i}",
+                                                          FilterCatalog.SmartsMatcher(alert)))
+    return catalog
 
 
 def smiles_properties(smiles: str | None) -> dict[str, float]:

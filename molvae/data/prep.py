@@ -18,24 +18,34 @@ from molvae import chem
 from molvae.data.tokens import selfies_to_smiles, smiles_to_selfies, split_selfies
 
 SPLITS = ("train", "val", "test")
-RECORD_COLUMNS = ("smiles", "selfies", "n_tokens", "reason", *chem.PROPERTY_NAMES)
+RECORD_COLUMNS = ("smiles", "selfies", "n_tokens", "reason")  # then the properties asked for
 
 
-def process_smiles(raw: object, keep_stereo: bool, allowed_elements: tuple[str, ...],
-                   min_heavy: int, max_heavy: int, max_tokens: int) -> tuple:
-    """One molecule through the whole per-molecule pipeline; returns a RECORD_COLUMNS tuple.
+@dataclass(frozen=True)
+class Standardize:
+    """The per-molecule rules of prep (what :func:`process_smiles` follows)."""
 
-    A rejected molecule has ``smiles`` None and a ``reason``; never raises on bad input.
-    """
-    failed = (None, None, 0)
+    keep_stereo: bool = True
+    allowed_elements: tuple[str, ...] = tuple(chem.ORGANIC_ELEMENTS)
+    min_heavy: int = 2
+    max_heavy: int = 80
+    max_tokens: int = 120
+    properties: tuple[str, ...] = chem.PROPERTY_NAMES  # the panel computed per molecule
+    scaffolds: bool = False  # also record each molecule's Bemis-Murcko scaffold
+
+
+def process_smiles(raw: object, rules: Standardize) -> tuple:
+    """One molecule through the whole per-molecule pipeline: a tuple of RECORD_COLUMNS, then
+    ``rules.properties``. A rejected molecule has ``smiles`` None and a ``reason``; never
+    raises on bad input."""
     text = raw if isinstance(raw, str) else None
     mol, reason = chem.parse_with_reason(text)
+    if mol is not None:
+        mol = chem.standardize_mol(mol, keep_stereo=rules.keep_stereo)
+        reason = chem.RejectReason.NO_ATOMS if mol is None else None
     if mol is None:
-        return (*failed, reason, *[np.nan] * len(chem.PROPERTY_NAMES))
-    mol = chem.standardize_mol(mol, keep_stereo=keep_stereo)
-    if mol is None:
-        return (*failed, chem.RejectReason.NO_ATOMS, *[np.nan] * len(chem.PROPERTY_NAMES))
-    reason = chem.filter_reason(mol, allowed_elements, min_heavy, max_heavy)
+        return (None, None, 0, reason, *[np.nan] * len(rules.properties))
+    reason = chem.filter_reason(mol, rules.allowed_elements, rules.min_heavy, rules.max_heavy)
     smiles = chem.canonical_smiles(mol)
     selfies = smiles_to_selfies(smiles) if reason is None else None
     if reason is None and selfies is None:
@@ -43,24 +53,11 @@ def process_smiles(raw: object, keep_stereo: bool, allowed_elements: tuple[str, 
     if reason is None and selfies_to_smiles(selfies) != smiles:
         reason = "SELFIES round trip changes the molecule"
     n_tokens = len(split_selfies(selfies)) if reason is None else 0
-    if reason is None and n_tokens > max_tokens:
-        reason = f"SELFIES too long: {n_tokens} > {max_tokens} tokens"
+    if reason is None and n_tokens > rules.max_tokens:
+        reason = f"SELFIES too long: {n_tokens} > {rules.max_tokens} tokens"
     if reason is not None:
-        return (None, None, 0, reason, *[np.nan] * len(chem.PROPERTY_NAMES))
-    props = chem.properties(mol)
-    return (smiles, selfies, n_tokens, None, *[props[p] for p in chem.PROPERTY_NAMES])
-
-
-@dataclass(frozen=True)
-class Standardize:
-    """The per-molecule rules of prep (what :func:`process_smiles` is called with)."""
-
-    keep_stereo: bool
-    allowed_elements: tuple[str, ...]
-    min_heavy: int
-    max_heavy: int
-    max_tokens: int
-    scaffolds: bool = False  # also record each molecule's Bemis-Murcko scaffold
+        return (None, None, 0, reason, *[np.nan] * len(rules.properties))
+    return (smiles, selfies, n_tokens, None, *chem.properties(mol, rules.properties).values())
 
 
 def standardize_partition(raw: pd.DataFrame, rules: Standardize
@@ -71,11 +68,9 @@ def standardize_partition(raw: pd.DataFrame, rules: Standardize
     The user's columns travel as text (missing ones as <NA>), so every piece of a large input
     has the same Parquet schema; prep decides which are numeric once it has seen them all.
     """
-    rules_kwargs = {"keep_stereo": rules.keep_stereo, "allowed_elements": rules.allowed_elements,
-                    "min_heavy": rules.min_heavy, "max_heavy": rules.max_heavy,
-                    "max_tokens": rules.max_tokens}
-    records = pd.DataFrame.from_records([process_smiles(r, **rules_kwargs) for r in raw["smiles"]],
-                                        columns=list(RECORD_COLUMNS), index=raw.index)
+    records = pd.DataFrame.from_records([process_smiles(r, rules) for r in raw["smiles"]],
+                                        columns=[*RECORD_COLUMNS, *rules.properties],
+                                        index=raw.index)
     rejected = records["smiles"].isna().to_numpy()
     rejects = pd.DataFrame({"source": raw["source"], "row": raw["row"], "raw": raw["smiles"],
                             "reason": records["reason"]})[rejected]
@@ -89,7 +84,8 @@ def standardize_partition(raw: pd.DataFrame, rules: Standardize
 
 
 PLACE_COLUMNS = ("source", "row", "order")  # where a row came from, and its place overall
-RESERVED_COLUMNS = {*RECORD_COLUMNS, *PLACE_COLUMNS, "scaffold", "split", "split_key",
+RESERVED_COLUMNS = {*RECORD_COLUMNS, *chem.PROPERTY_NAMES, *PLACE_COLUMNS, "scaffold", "split",
+                    "split_key",
                     "duplicate_of_source", "duplicate_of_row"}
 
 

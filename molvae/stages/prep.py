@@ -60,6 +60,8 @@ class PrepConfig:
     min_heavy_atoms: int = option(2, help="fewest heavy atoms a molecule may have")
     max_heavy_atoms: int = option(80, help="most heavy atoms a molecule may have")
     max_tokens: int = option(120, help="most SELFIES tokens a molecule may have")
+    properties: list[str] = option(list(chem.PROPERTY_NAMES), help="properties computed per "
+                                   "molecule (QED and SA cost most; 'none' for tokens only)")
     split: str = option("random", help="random or scaffold (Bemis-Murcko groups kept apart)")
     val_fraction: float = option(0.1, help="fraction of molecules for validation")
     test_fraction: float = option(0.1, help="fraction of molecules for test")
@@ -85,6 +87,12 @@ class PrepConfig:
         if self.max_heavy_atoms > chem.HEAVY_ATOM_LIMIT:
             raise ConfigError(f"max_heavy_atoms must be at most {chem.HEAVY_ATOM_LIMIT} (larger "
                               f"molecules are never parsed), got {self.max_heavy_atoms}")
+        if self.properties in (["none"], ["None"]):
+            self.properties = []
+        unknown = sorted(set(self.properties) - set(chem.PROPERTY_NAMES))
+        if unknown:
+            raise ConfigError(f"properties: unknown {', '.join(unknown)} (known: "
+                              f"{', '.join(chem.PROPERTY_NAMES)}, or none)")
         if not self.allowed_elements:
             raise ConfigError("allowed_elements: give at least one element")
         if self.split not in ("random", "scaffold"):
@@ -125,7 +133,8 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     shutil.rmtree(work, ignore_errors=True)
     (work / "records").mkdir(parents=True)
     rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
-                        config.max_heavy_atoms, config.max_tokens, config.split == "scaffold")
+                        config.max_heavy_atoms, config.max_tokens, tuple(config.properties),
+                        config.split == "scaffold")
     with engine(config.cluster, config.workers) as current:
         streamed = _standardize_inputs(config, rules, work)
         timings = {"standardize_s": time.perf_counter() - start}

@@ -150,3 +150,16 @@ def test_a_folder_of_parquet_files_is_one_input(tmp_path: Path) -> None:
     kept = read_splits(out)
     assert len(kept) == 100 and sorted(kept["row"]) == list(range(1, 101))
     assert json.loads((out / "report.json").read_text())["counts"]["input"] == 100
+
+
+def test_only_the_properties_asked_for_are_computed(tmp_path: Path) -> None:
+    inputs = [str(FIXTURES / "molecules.csv")]
+    some = read_splits(run_prep(tmp_path / "a", inputs=inputs, properties=["mw", "qed"]))
+    assert {"mw", "qed"} <= set(some.columns) and "sa" not in some.columns
+    full = read_splits(run_prep(tmp_path / "b", inputs=inputs)).set_index("smiles")
+    pd.testing.assert_series_equal(some.set_index("smiles")["qed"], full.loc[some["smiles"],
+                                   "qed"], check_names=False)
+    none = read_splits(run_prep(tmp_path / "c", inputs=inputs, properties=["none"]))
+    assert not set(chem.PROPERTY_NAMES) & set(none.columns)
+    with pytest.raises(ConfigError, match="properties: unknown colour"):
+        from_dict(PrepConfig, {"inputs": inputs, "properties": ["colour"]})

@@ -59,6 +59,8 @@ class Engine:
         if self._client is None:
             from dask.distributed import Client, LocalCluster  # seconds to import
 
+            # the scheduler narrates every shuffle it starts and ends at WARNING level
+            logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
             if self.address is None:
                 self._local = LocalCluster(n_workers=self.workers or os.cpu_count() or 1,
                                            threads_per_worker=1, processes=True,

@@ -9,7 +9,9 @@ stage (:mod:`molvae.stages.prep`) streams the inputs through here piece by piece
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,9 +86,36 @@ def standardize_partition(raw: pd.DataFrame, rules: Standardize
 
 
 PLACE_COLUMNS = ("source", "row", "order")  # where a row came from, and its place overall
+OWN_COLUMNS = {*RECORD_COLUMNS, *chem.PROPERTY_NAMES, *PLACE_COLUMNS, "scaffold"}
 RESERVED_COLUMNS = {*RECORD_COLUMNS, *chem.PROPERTY_NAMES, *PLACE_COLUMNS, "scaffold", "split",
                     "split_key",
                     "duplicate_of_source", "duplicate_of_row"}
+
+
+@dataclass
+class PieceSummary:
+    """What a worker reports of one piece (its records and rejects stay in files)."""
+
+    rows: int
+    kept: int
+    reasons: Counter
+    kinds: dict[str, str]
+
+
+def standardize_piece(numbered: tuple[int, pd.DataFrame], rules: Standardize, work: Path
+                      ) -> PieceSummary:
+    """:func:`standardize_partition` on a worker: piece ``i``'s kept records go to
+    ``work/records/part-i.parquet`` and its rejects to ``work/rejects/part-i.csv``, so only a
+    small summary travels back to the driver."""
+    index, raw = numbered
+    kept, rejects = standardize_partition(raw, rules)
+    name = f"part-{index:06d}"
+    if len(kept):
+        kept.to_parquet(work / "records" / f"{name}.parquet", index=False)
+    rejects.to_csv(work / "rejects" / f"{name}.csv", index=False)
+    user = kept.drop(columns=[c for c in kept.columns if c in OWN_COLUMNS])
+    return PieceSummary(len(raw), len(kept), Counter(r.split(":")[0] for r in rejects["reason"]),
+                        numeric_kinds(user))
 
 
 def user_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -30,14 +30,12 @@ from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.data import partitions
 from molvae.data.prep import (
-    PLACE_COLUMNS,
     Standardize,
     merge_kinds,
-    numeric_kinds,
-    standardize_partition,
+    standardize_piece,
 )
 from molvae.data.sources import iter_source
-from molvae.io import write_json
+from molvae.io import atomic_path, write_json
 from molvae.parallel import engine, map_ordered
 from molvae.tracking import Tracker
 
@@ -132,6 +130,7 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
     (work / "records").mkdir(parents=True)
+    Path(config.out).mkdir(parents=True, exist_ok=True)
     rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
                         config.max_heavy_atoms, config.max_tokens, tuple(config.properties),
                         config.split == "scaffold")
@@ -203,35 +202,31 @@ def _pieces(config: PrepConfig, seen: Streamed) -> Iterator[pd.DataFrame]:
 
 
 def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path) -> Streamed:
-    """Stream the inputs through :func:`standardize_partition`; kept records go to
-    ``work/records`` (one Parquet file per piece), rejects to ``rejects.csv`` as they come."""
+    """Stream the inputs through :func:`standardize_piece` on the engine; kept records land in
+    ``work/records`` (one Parquet file per piece), rejects in ``rejects.csv`` in input order."""
     seen = Streamed()
-    out = Path(config.out)
-    rejects_tmp = work / "rejects.csv"
-    header = True
-    worker = partial(standardize_partition, rules=rules)
+    (work / "rejects").mkdir()
+    worker = partial(standardize_piece, rules=rules, work=work)
     with tqdm(desc="standardize", unit="mol", delay=1) as bar:  # no bar for a quick failure
-        for i, (kept, rejects) in enumerate(map_ordered(worker, _pieces(config, seen),
-                                                        config.workers)):
-            if len(kept):
-                kept.to_parquet(work / "records" / f"part-{i:06d}.parquet", index=False)
-                user = kept.drop(columns=[c for c in kept.columns if c in _OWN_COLUMNS])
-                seen.kinds = merge_kinds(seen.kinds, numeric_kinds(user))
-            rejects.to_csv(rejects_tmp, mode="w" if header else "a", header=header, index=False)
-            header = False
-            seen.kept += len(kept)
-            seen.reasons.update(r.split(":")[0] for r in rejects["reason"])
-            bar.update(len(kept) + len(rejects))
-    if header:  # no input rows at all
-        pd.DataFrame(columns=["source", "row", "raw", "reason"]).to_csv(rejects_tmp, index=False)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.move(rejects_tmp, out / "rejects.csv")
+        for piece in map_ordered(worker, enumerate(_pieces(config, seen)), config.workers):
+            seen.kept += piece.kept
+            seen.reasons.update(piece.reasons)
+            seen.kinds = merge_kinds(seen.kinds, piece.kinds)
+            bar.update(piece.rows)
     seen.inputs = sum(seen.per_source.values())
+    _join_csv(sorted((work / "rejects").glob("part-*.csv")), Path(config.out) / "rejects.csv",
+              "source,row,raw,reason\n")
     return seen
 
 
-_OWN_COLUMNS = {"smiles", "selfies", "n_tokens", *chem.PROPERTY_NAMES, *PLACE_COLUMNS,
-                "scaffold"}
+def _join_csv(parts: list[Path], path: Path, header: str) -> None:
+    """One CSV from per-piece CSVs (each with the same header), streamed, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w") as out:
+        out.write(header)
+        for part in parts:
+            with open(part) as handle:
+                handle.readline()
+                shutil.copyfileobj(handle, out)
 
 
 def _whole_set_steps(config: PrepConfig, work: Path, streamed: Streamed

@@ -77,12 +77,12 @@ def test_prep_on_a_cluster_equals_prep_in_this_process(cluster: str, tmp_path: P
     repeat = tmp_path / "repeat.csv"  # the first 40 molecules again: duplicates across inputs
     pd.read_csv(FIXTURES / "molecules.csv").head(40).to_csv(repeat, index=False)
     inputs = [str(FIXTURES / "messy.csv"), str(FIXTURES / "molecules.csv"), str(repeat)]
-    before = tasks_run(cluster, "standardize_partition")
+    before = tasks_run(cluster, "standardize_piece")
     here = outputs(prep_cli(tmp_path, "here", inputs, "--workers", "1"))
     there_dir = prep_cli(tmp_path, "there", inputs, "--cluster", cluster)
     there = outputs(there_dir)
     pieces = sum(-(-n // 7) for n in (16, 100, 40))
-    assert tasks_run(cluster, "standardize_partition") - before >= pieces
+    assert tasks_run(cluster, "standardize_piece") - before >= pieces
     for name, table in here.items():
         pd.testing.assert_frame_equal(table, there[name], check_dtype=False, obj=name)
     dupes = there["duplicates"]

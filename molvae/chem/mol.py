@@ -118,7 +118,7 @@ def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
         if kind in ("AtomKekulizeException", "KekulizeException"):
             return None, f"{RejectReason.KEKULIZE}: {detail}"
         return None, f"{RejectReason.SANITIZE}: {detail}"
-    mol = Chem.MolFromSmiles(text)
+    mol = Chem.MolFromSmiles(text)  # not SanitizeMol(raw): a full parse also perceives stereo
     if mol is None:
         return None, RejectReason.SANITIZE
     return mol, None
@@ -142,10 +142,10 @@ def standardize_mol(mol: Chem.Mol, keep_stereo: bool = True) -> Chem.Mol | None:
         if needs_cleaning:  # most molecules are one neutral fragment: skip the costly part
             mol = chooser.choose(mol)
             mol = uncharger.uncharge(mol)
+            Chem.SanitizeMol(mol)
         if not keep_stereo:
             mol = Chem.Mol(mol)
             Chem.RemoveStereochemistry(mol)
-        Chem.SanitizeMol(mol)
     except (ValueError, RuntimeError):
         return None
     if mol is None or mol.GetNumHeavyAtoms() == 0:

@@ -106,6 +106,9 @@ def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
     text, reason = screen_smiles(smiles)
     if text is None:
         return None, reason
+    mol = Chem.MolFromSmiles(text)
+    if mol is not None:  # the common case; only a failure needs the slower diagnosis below
+        return mol, None
     raw = Chem.MolFromSmiles(text, sanitize=False)
     if raw is None:
         return None, RejectReason.UNPARSABLE
@@ -118,10 +121,7 @@ def parse_with_reason(smiles: str | None) -> tuple[Chem.Mol | None, str | None]:
         if kind in ("AtomKekulizeException", "KekulizeException"):
             return None, f"{RejectReason.KEKULIZE}: {detail}"
         return None, f"{RejectReason.SANITIZE}: {detail}"
-    mol = Chem.MolFromSmiles(text)  # not SanitizeMol(raw): a full parse also perceives stereo
-    if mol is None:
-        return None, RejectReason.SANITIZE
-    return mol, None
+    return None, RejectReason.SANITIZE
 
 
 @lru_cache(maxsize=1)

@@ -134,7 +134,7 @@ def _describe(smiles: str, want_kl: bool, options: FeatureOptions,
             passes_filters=None if moses_catalog is None
             else chem.passes_moses_filters(mol, moses_catalog),
             catalog_passes=tuple(not chem.matches_catalog(mol, n) for n in options.catalogs),
-            kl_descriptors=chem.guacamol_descriptors(mol) if want_kl else None,
+            kl_descriptors=chem.guacamol_descriptors(mol, props["logp"]) if want_kl else None,
             kl_fingerprint=chem.packed_fingerprint(mol, 2, KL_FINGERPRINT_BITS) if want_kl
             else None)
     except (ValueError, RuntimeError, ArithmeticError) as err:

@@ -71,7 +71,8 @@ class ScoreConfig:
     table: str = option("csv", help="format of the per-molecule table: csv or parquet")
     workers: int = option(0, help="worker processes of the local cluster (0 = all cores; 1 = "
                                   "work in this process)")
-    chunk_size: int = option(1000, help="molecules per work unit")
+    chunk_size: int = option(200, help="molecules per work unit (small, so the last ones "
+                             "finish together)")
     cluster: str | None = option(None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 "
                                  "(default $DASK_SCHEDULER_ADDRESS, else a local cluster)")
     seed: int = option(0, help="random seed (reference sample for KL, molecules drawn)")

@@ -42,3 +42,18 @@ def test_cluster_address_comes_from_the_option_or_dask_variable(monkeypatch) -> 
     assert cluster_address(None) == "tcp://10.0.0.5:8786"
     assert cluster_address("local") is None
     assert cluster_address("tcp://127.0.0.1:1") == "tcp://127.0.0.1:1"
+
+
+def test_a_script_without_a_main_guard_can_use_the_local_cluster(tmp_path) -> None:
+    """Spawned workers would re-run such a script and fail; local workers are forked."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text("from molvae.parallel import map_chunks\n"
+                      "print(sum(map_chunks(lambda c: [x * 2 for x in c], list(range(10)), "
+                      "workers=2, chunk_size=2)))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "90"

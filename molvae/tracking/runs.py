@@ -275,3 +275,18 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None, enabled: bool
             tracker.log_params(params)
             tracker.log_dict(dict(params), "config.json")
         yield tracker
+    if not nested:
+        log.info("MLflow run: %s", run_link(run.info.experiment_id, run.info.run_id))
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """Where a person sees the run in MLflow's UI, on the model-training view: MLflow 3 opens
+    every experiment on its GenAI overview (an empty traces page for molvae's runs) unless the
+    link asks for ``workflowType=machine_learning``; the choice is kept per browser."""
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{page}"
+    return f"http://127.0.0.1:5000/{page} (after: mlflow ui --backend-store-uri {uri})"

@@ -61,7 +61,8 @@ class Engine:
             import dask
             from dask.distributed import Client, LocalCluster  # seconds to import
 
-            # the scheduler narrates every shuffle it starts and ends at WARNING level
+            # the cluster narrates its start and stop at INFO, and every shuffle at WARNING
+            logging.getLogger("distributed").setLevel(logging.WARNING)
             logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
             if self.address is None:
                 with dask.config.set({"distributed.worker.multiprocessing-method":

@@ -143,6 +143,8 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
         with partitions.scheduler_config(current.scheduler()):
             counts, n_duplicates, vocab, unseen = _whole_set_steps(config, work, streamed)
         timings["dedupe_split_write_s"] = time.perf_counter() - t0
+        engine_used = f"dask ({current.address or 'local cluster'})" if current.distributed \
+            else "this process"
     shutil.rmtree(work, ignore_errors=True)
     vocab.save(out / "vocab.json")
 
@@ -154,7 +156,7 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
               "max_tokens": vocab.max_length, "molecules_with_tokens_unseen_in_train": unseen,
               "timings_s": {**timings, "total_s": seconds},
               "molecules_per_s": streamed.inputs / max(seconds, 1e-9),
-              "engine": "dask" if current.distributed else "this process"}
+              "engine": engine_used}
     write_json(report, out / "report.json")
     if counts["kept"] + counts["duplicates"] + counts["rejected"] != counts["input"] or \
             sum(counts[name] for name in ("train", "val", "test")) != counts["kept"]:

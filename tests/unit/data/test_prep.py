@@ -163,3 +163,11 @@ def test_only_the_properties_asked_for_are_computed(tmp_path: Path) -> None:
     assert not set(chem.PROPERTY_NAMES) & set(none.columns)
     with pytest.raises(ConfigError, match="properties: unknown colour"):
         from_dict(PrepConfig, {"inputs": inputs, "properties": ["colour"]})
+
+
+def test_report_names_the_engine(tmp_path: Path) -> None:
+    inputs = [str(FIXTURES / "molecules.csv")]
+    here = json.loads((run_prep(tmp_path / "a", inputs=inputs) / "report.json").read_text())
+    assert here["engine"] == "this process"
+    there = run_prep(tmp_path / "b", inputs=inputs, workers=2, chunk_size=40)
+    assert json.loads((there / "report.json").read_text())["engine"] == "dask (local cluster)"

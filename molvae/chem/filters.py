@@ -17,18 +17,9 @@ from molvae.chem.properties import largest_ring_size
 MOSES_FILTER_ELEMENTS = ("C", "N", "S", "O", "F", "Cl", "Br", "H")
 
 
-@lru_cache(maxsize=1)
-def _pains_catalog():  # noqa: ANN202 (RDKit FilterCatalog type)
-    from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
-
-    params = FilterCatalogParams()
-    params.AddCatalog(FilterCatalogParams.FilterCatalogs.PAINS)
-    return FilterCatalog(params)
-
-
 def pains_alerts(mol: Chem.Mol) -> list[str]:
     """Names of the PAINS alerts (Baell & Holloway 2010, RDKit FilterCatalog) ``mol`` matches."""
-    return [entry.GetDescription() for entry in _pains_catalog().GetMatches(mol)]
+    return [entry.GetDescription() for entry in _rdkit_catalog("PAINS").GetMatches(mol)]
 
 
 def structure_alerts(smiles: str | None) -> dict[str, float]:

@@ -129,8 +129,7 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     out = Path(config.out)
     work = out / ".work"
     shutil.rmtree(work, ignore_errors=True)
-    (work / "records").mkdir(parents=True)
-    Path(config.out).mkdir(parents=True, exist_ok=True)
+    (work / "records").mkdir(parents=True)  # makes OUT too
     rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
                         config.max_heavy_atoms, config.max_tokens, tuple(config.properties),
                         config.split == "scaffold")
@@ -176,11 +175,14 @@ class Streamed:
     """What the streaming pass saw: rows in, rows kept (duplicates included), reject reasons,
     rows per input, and the numeric kind of each user column."""
 
-    inputs: int = 0
     kept: int = 0
     reasons: Counter = field(default_factory=Counter)
     per_source: dict[str, int] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> int:
+        return sum(self.per_source.values())
 
 
 def _pieces(config: PrepConfig, seen: Streamed) -> Iterator[pd.DataFrame]:
@@ -215,7 +217,6 @@ def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path) -> S
             seen.reasons.update(piece.reasons)
             seen.kinds = merge_kinds(seen.kinds, piece.kinds)
             bar.update(piece.rows)
-    seen.inputs = sum(seen.per_source.values())
     _join_csv(sorted((work / "rejects").glob("part-*.csv")), Path(config.out) / "rejects.csv",
               "source,row,raw,reason\n")
     return seen

@@ -86,7 +86,7 @@ def predict(model: Any, smiles: Sequence[str], regress: str | Path | None = None
 
 
 def optimize(model: Any, objective: str | Callable[[str], float], budget: int = 100,
-             method: str = "cmaes", out: str | Path | None = None, **options: Any
+             method: str = "policy", out: str | Path | None = None, **options: Any
              ) -> pd.DataFrame:
     """Search the latent space for molecules maximizing ``objective`` (``molvae optimize``).
 
@@ -95,7 +95,8 @@ def optimize(model: Any, objective: str | Callable[[str], float], budget: int = 
         objective: a Python function ``f(smiles) -> float`` (higher is better; an exception
             scores NaN) or any ``--objective`` spec (``qed``, ``min:sa``, ``mpo.yaml``, ...).
         budget: oracle calls (new unique valid molecules scored).
-        method: ``cmaes``, ``bo``, ``gradient`` or ``random``.
+        method: ``policy`` (the decoder fine-tuned toward the objective), ``cmaes``,
+            ``bo``, ``gradient`` or ``random``.
         out: where the stage writes its outputs (default: a temporary folder, removed).
         options: any other key of ``molvae optimize`` (``data``, ``seed``, ``start``, ...).
 

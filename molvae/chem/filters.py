@@ -33,7 +33,8 @@ def structure_alerts(smiles: str | None) -> dict[str, float]:
     mol = to_mol(smiles)
     if mol is None:
         return {"largest_ring": math.nan, "pains": math.nan, "radicals": math.nan}
-    return {"largest_ring": float(largest_ring_size(mol)), "pains": float(len(pains_alerts(mol))),
+    return {"largest_ring": float(largest_ring_size(mol)),
+            "pains": float(_pains_patterns().count_matches(mol)),
             "radicals": float(sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms()))}
 
 
@@ -62,11 +63,18 @@ class ScreenedPatterns:
         text = Chem.PatternFingerprint(mol, fpSize=self.BITS).ToBitString().encode()
         return np.packbits(np.frombuffer(text, dtype=np.uint8) == ord("1"))
 
+    def _candidates(self, mol: Chem.Mol) -> np.ndarray:
+        """Indices of the patterns whose screen bits ``mol`` has."""
+        have = self._bits(mol).view(np.uint64)
+        return np.flatnonzero(~((self.screen & ~have) != 0).any(axis=1))
+
     def has_match(self, mol: Chem.Mol) -> bool:
         """Whether any pattern matches ``mol``."""
-        have = self._bits(mol).view(np.uint64)
-        candidates = np.flatnonzero(~((self.screen & ~have) != 0).any(axis=1))
-        return any(mol.HasSubstructMatch(self.queries[i]) for i in candidates)
+        return any(mol.HasSubstructMatch(self.queries[i]) for i in self._candidates(mol))
+
+    def count_matches(self, mol: Chem.Mol) -> int:
+        """How many patterns match ``mol``."""
+        return sum(mol.HasSubstructMatch(self.queries[i]) for i in self._candidates(mol))
 
 
 @lru_cache(maxsize=4)

@@ -1,4 +1,5 @@
-"""Latent-space optimizers: random (prior) sampling, CMA-ES, trust-region BO, gradient ascent.
+"""Latent-space optimizers: random (prior) sampling, CMA-ES, trust-region BO, gradient ascent
+(and the shared loop that :mod:`molvae.optim.policy` also runs in).
 
 All four share one loop: propose a batch of latent points → decode greedily → score through
 the :class:`~molvae.optim.oracle.Oracle` → observe. Greedy decoding makes z → molecule a fixed
@@ -30,7 +31,7 @@ from molvae.optim.oracle import Oracle
 
 log = logging.getLogger(__name__)
 
-METHODS = ("random", "cmaes", "bo", "gradient")
+METHODS = ("random", "cmaes", "bo", "gradient", "policy")  # policy: molvae.optim.policy
 ACQUISITIONS = ("ei", "ucb")
 
 

@@ -43,6 +43,7 @@ from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
 from molvae.optim.objectives import Objective, parse_objective, score_table
 from molvae.optim.oracle import Filters, Oracle
+from molvae.optim.policy import PolicySearch
 from molvae.optim.results import degenerate_advice, finish
 from molvae.optim.search import (
     ACQUISITIONS,
@@ -73,7 +74,7 @@ class OptimizeConfig:
                             "similarity:SMILES, package.module:function or an MPO FILE.yaml")
     budget: int = option(1000, help="oracle calls: new unique valid molecules scored")
     out: Path = option(Path("optimize"), help="output folder")
-    method: str = option("cmaes", help=f"optimizer: {', '.join(METHODS)}")
+    method: str = option("policy", help=f"optimizer: {', '.join(METHODS)}")
     data: Path | None = option(None, help="prepared data folder: warm start, novelty, size guards")
     regress: Path | None = option(None, help="regress output folder: its surrogate climbs "
                                   "single-property objectives (gradient method)")
@@ -104,6 +105,18 @@ class OptimizeConfig:
                                    "surrogate fit")
     surrogate_hidden: int = option(SURROGATE_HIDDEN, help="gradient: hidden width of a fitted "
                                    "surrogate")
+    policy_sigma: float = option(500.0, help="policy: weight of the [0, 1]-scaled score in the "
+                                 "augmented likelihood (REINVENT's sigma)")
+    policy_learning_rate: float = option(5e-3, help="policy: Adam step size of the agent")
+    policy_top_fraction: float = option(0.5, help="policy: best share of each batch that "
+                                        "trains the agent")
+    policy_replay: int = option(64, help="policy: best molecules so far replayed each step")
+    policy_local: float = option(0.9, help="policy: share of each batch written near the best "
+                                 "molecules so far (their z plus noise); the rest from the prior")
+    policy_radius: float = option(0.1, help="policy: spread of z around the best molecules, in "
+                                  "units of the prior's")
+    policy_updates: int = option(2, help="policy: agent updates per batch (the extra ones "
+                                 "replay the memory)")
     patience: int = option(20, help="stop after this many steps without a new molecule")
     grid_size: int = option(24, help="top molecules drawn in grid.png (0 = none)")
     cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
@@ -119,12 +132,21 @@ class OptimizeConfig:
             raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, "
                               f"got '{self.acquisition}'")
         for key in ("budget", "batch_size", "init_size", "ascent_steps", "refit_every",
+                    "policy_updates",
                     "surrogate_epochs", "surrogate_hidden", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("radius", "trust_length", "sigma", "learning_rate"):
+        for key in ("radius", "trust_length", "sigma", "learning_rate", "policy_sigma",
+                    "policy_learning_rate", "policy_radius"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.policy_local <= 1:
+            raise ConfigError(f"policy_local must be in [0, 1], got {self.policy_local}")
+        if not 0 < self.policy_top_fraction <= 1:
+            raise ConfigError(f"policy_top_fraction must be in (0, 1], got "
+                              f"{self.policy_top_fraction}")
+        if self.policy_replay < 0:
+            raise ConfigError(f"policy_replay must be >= 0, got {self.policy_replay}")
         if not 0 <= self.min_similarity <= 1:
             raise ConfigError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
         if self.novel_only and self.data is None:
@@ -231,6 +253,29 @@ def warm_start(config: OptimizeConfig, context: Context, objective: Objective, o
     return WarmStart(design, initial(design), center, scale)
 
 
+def training_examples(config: OptimizeConfig, context: Context, objective: Objective,
+                      oracle: Oracle, rng: np.random.Generator
+                      ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Training molecules with scores, for the policy's memory: the best of the free labels
+    when there are any, else ``init_size`` random ones scored by the oracle (calls spent).
+
+    Returns:
+        (SMILES, scores, z), z the molecules' encodings.
+    """
+    usable = np.flatnonzero(np.isfinite(context.train_z).all(axis=1))
+    labels = score_table(objective, context.train)
+    if labels is not None:
+        picked = usable[np.argsort(-fill_failures(labels[usable]), kind="stable")[:1000]]
+        scores = labels[picked]
+    else:
+        size = min(config.init_size, len(usable), max(1, config.budget // 4))
+        picked = rng.choice(usable, size=size, replace=False)
+        smiles = context.train["smiles"].iloc[picked].tolist()
+        scores = Evaluator(context.model, oracle, "policy/init").score(
+            context.train_z[picked], smiles)
+    return context.train["smiles"].iloc[picked].tolist(), scores, context.train_z[picked]
+
+
 def _surrogate_fitter(config: OptimizeConfig, warm: WarmStart):  # noqa: ANN202 (a closure)
     """Fit a surrogate on observed values plus at most SURROGATE_MAX_TRAIN warm-start rows."""
     rng = np.random.default_rng(config.seed + 1)
@@ -246,16 +291,38 @@ def _surrogate_fitter(config: OptimizeConfig, warm: WarmStart):  # noqa: ANN202 
     return fit
 
 
+def make_policy(config: OptimizeConfig, context: Context, objective: Objective,
+                evaluate: Evaluator, empty: WarmStart, rng: np.random.Generator,
+                start_record: dict[str, Any] | None) -> PolicySearch:
+    """The decoder as a policy, its memory started from the start molecule (constrained
+    mode) or from scored training molecules (with ``--data``)."""
+    policy = PolicySearch(evaluate, empty, batch_size=config.batch_size, rng=rng,
+                          sigma=config.policy_sigma, learning_rate=config.policy_learning_rate,
+                          top_fraction=config.policy_top_fraction, replay=config.policy_replay,
+                          updates=config.policy_updates, local=config.policy_local,
+                          radius=config.policy_radius, constrained=context.start_z is not None,
+                          seed=config.seed)
+    if start_record is not None:
+        policy.remember([context.start], np.array([start_record["score"]]),
+                        context.start_z[None])
+    elif context.train_z is not None:
+        policy.remember(*training_examples(config, context, objective, evaluate.oracle, rng))
+    return policy
+
+
 def make_optimizer(config: OptimizeConfig, context: Context, objective: Objective,
-                   oracle: Oracle, rng: np.random.Generator) -> LatentOptimizer:
-    """The chosen optimizer, warm-started (random search needs no warm start)."""
+                   oracle: Oracle, rng: np.random.Generator,
+                   start_record: dict[str, Any] | None = None) -> LatentOptimizer:
+    """The chosen optimizer, warm-started (random search and the policy sample their own)."""
     evaluate = Evaluator(context.model, oracle, config.method)
     common = {"batch_size": config.batch_size, "rng": rng}
-    if config.method == "random":
+    if config.method in ("random", "policy"):
         center = context.start_z.astype(float) if context.start_z is not None else \
             np.zeros(context.model.latent_dim)
         scale = config.radius if context.start_z is not None else 1.0
         empty = WarmStart(np.empty((0, len(center))), np.empty(0), center, scale)
+        if config.method == "policy":
+            return make_policy(config, context, objective, evaluate, empty, rng, start_record)
         return RandomSearch(evaluate, empty, **common)
     warm = warm_start(config, context, objective, oracle, rng)
     if config.method == "cmaes":
@@ -294,8 +361,8 @@ def run(config: OptimizeConfig, tracker: Tracker | None = None) -> OptimizeResul
     rng = np.random.default_rng(config.seed)
     outputs = (config.out, to_dict(config), oracle, context.train, start_record)
     try:
-        stop = run_search(make_optimizer(config, context, objective, oracle, rng), oracle,
-                          config.patience)
+        stop = run_search(make_optimizer(config, context, objective, oracle, rng,
+                                         start_record), oracle, config.patience)
     except (KeyboardInterrupt, SystemExit):  # keep what the objective was paid for
         log.warning("interrupted after %d oracle calls; partial results in %s", oracle.calls,
                     config.out)

@@ -63,8 +63,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "predict properties from the latent space: regressors, CV scores, surrogates",
           reads={"model": "train", "data": "prep"}),
     Stage("optimize", "OptimizeConfig",
-          "optimize an objective in latent space (gradient, bo, cmaes, random) under an "
-          "oracle budget", reads={"model": "train", "data": "prep", "regress": "regress"}),
+          "optimize an objective under an oracle budget: the decoder fine-tuned as a policy "
+          "(default), or latent search (cmaes, bo, gradient, random)",
+          reads={"model": "train", "data": "prep", "regress": "regress"}),
     Stage("encode", "EncodeConfig", "molecules → latent mu, sigma and ELBO terms (a table)",
           reads={"model": "train"}, output_file="latents.parquet"),
     Stage("decode", "DecodeConfig", "latent vectors (z_* or mu_* columns) → molecules",

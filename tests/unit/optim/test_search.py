@@ -130,7 +130,7 @@ def test_novel_only_keeps_training_molecules_out_of_the_solutions(
         from_dict(OptimizeConfig, {"model": str(tiny_model), "novel_only": True})
 
 
-@pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient"])
+@pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient", "policy"])
 def test_stage_stays_within_budget_and_writes_outputs(method: str, tiny_model: Path,
                                                       prepared_dir: Path,
                                                       tmp_path: Path) -> None:
@@ -146,11 +146,12 @@ def test_stage_stays_within_budget_and_writes_outputs(method: str, tiny_model: P
     assert len(pd.read_csv(out / "trace.csv")) == result.metrics["n_calls"]
 
 
-def test_constrained_mode_reports_similarity_and_improvement(tiny_model: Path,
+@pytest.mark.parametrize("method", ["random", "policy"])
+def test_constrained_mode_reports_similarity_and_improvement(method: str, tiny_model: Path,
                                                               prepared_dir: Path,
                                                               tmp_path: Path) -> None:
     start = pd.read_parquet(prepared_dir / "test.parquet")["smiles"].iloc[0]
-    result = run(tiny_model, prepared_dir, tmp_path, method="random", objective="qed",
+    result = run(tiny_model, prepared_dir, tmp_path, method=method, objective="qed",
                  start=start, min_similarity=0.3)
     table = pd.read_csv(tmp_path / "out" / "candidates.csv")
     assert table["similarity"].between(0, 1).all()

@@ -1,0 +1,73 @@
+"""The decoder-as-policy method on the tiny trained model: it must climb, within the budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from molvae.model.store import load_model
+from molvae.optim import search as opt
+from molvae.optim.objectives import parse_objective
+from molvae.optim.oracle import Oracle
+from molvae.optim.policy import Memory, PolicySearch, sequence_log_likelihood
+
+
+def policy(tiny_model: Path, oracle: Oracle, **options: object) -> PolicySearch:
+    model = load_model(tiny_model, "cpu")
+    dim = model.latent_dim
+    empty = opt.WarmStart(np.empty((0, dim)), np.empty(0), np.zeros(dim))
+    evaluate = opt.Evaluator(model, oracle, "policy")
+    return PolicySearch(evaluate, empty, batch_size=16, rng=np.random.default_rng(0), **options)
+
+
+def test_sequence_log_likelihood_matches_the_sampler(tiny_model: Path) -> None:
+    """The likelihood the agent trains is that of the tokens ``decode_ids`` sampled."""
+    model = load_model(tiny_model, "cpu")
+    z = model.prior_samples(8, generator=torch.Generator().manual_seed(0))
+    ids = model.decode_ids(z, greedy=True)
+    tokens = torch.cat([torch.full((8, 1), model.vocab.bos_id), ids], dim=1)
+    with torch.no_grad():
+        log_p = sequence_log_likelihood(model, z, tokens)
+    assert torch.isfinite(log_p).all() and (log_p <= 0).all()
+    # greedy tokens are each step's most likely: no sequence of that length is likelier
+    one = tokens[:1].clone()
+    last = int((one[0] != model.vocab.pad_id).sum()) - 1
+    one[0, last] = (one[0, last] + 1) % len(model.vocab) or model.vocab.eos_id
+    with torch.no_grad():
+        assert sequence_log_likelihood(model, z[:1], one) < log_p[0]
+
+
+def test_policy_climbs_and_respects_the_budget(tiny_model: Path) -> None:
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=240)
+    search = policy(tiny_model, oracle)
+    assert opt.run_search(search, oracle) == "budget"
+    assert oracle.calls == 240
+    table = oracle.table().sort_values("oracle_call")
+    first, last = table["score"].iloc[:48].mean(), table["score"].iloc[-48:].mean()
+    assert last > first + 1, f"heavy atoms: first calls {first:.1f}, last calls {last:.1f}"
+    assert len(search.memory) <= search.memory.size
+
+
+def test_memory_keeps_the_best_distinct_molecules() -> None:
+    memory = Memory(size=2)
+    z, tokens = torch.zeros(4, 3), [torch.tensor([1, 5, 2])] * 4
+    memory.add(["CC", "CCC", "CC", None], np.array([0.5, 0.9, 0.7, 1.0]), z[:4], tokens)
+    memory.add(["CCO"], np.array([np.nan]), z[:1], tokens[:1])
+    memory.add(["CCN"], np.array([0.6]), z[:1], tokens[:1])
+    assert {k: v[0] for k, v in memory.entries.items()} == {"CCC": 0.9, "CCN": 0.6}
+    scores, picked_z, picked_tokens = memory.sample(5, np.random.default_rng(0))
+    assert sorted(scores) == [0.6, 0.9] and picked_z.shape == (2, 3)
+    assert [row.tolist() for row in picked_tokens] == [[1, 5, 2]] * 2
+
+
+@pytest.mark.parametrize("key, value", [("policy_top_fraction", 0.0),
+                                        ("policy_replay", -1), ("policy_sigma", 0)])
+def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: float) -> None:
+    from molvae.config import ConfigError, from_dict
+    from molvae.stages.optimize import OptimizeConfig
+
+    with pytest.raises(ConfigError, match=key):
+        from_dict(OptimizeConfig, {"model": str(tiny_model), "method": "policy", key: value})

@@ -60,9 +60,6 @@ def sequence_log_likelihood(model: SelfiesVAE, z: torch.Tensor, tokens: torch.Te
     return torch.where(targets != model.vocab.pad_id, picked, 0.0).sum(dim=1)
 
 
-STALL_STEPS = 5  # batches without progress before an adaptive radius doubles
-
-
 class Memory:
     """The best distinct molecules seen, with the z and tokens that wrote them."""
 
@@ -81,11 +78,6 @@ class Memory:
         if len(self.entries) > self.size:
             kept = sorted(self.entries.items(), key=lambda item: -item[1][0])[:self.size]
             self.entries = dict(kept)
-
-    def top_mean(self, k: int = 10) -> float:
-        """Mean score of the ``k`` best remembered (-inf when empty)."""
-        scores = sorted((entry[0] for entry in self.entries.values()), reverse=True)[:k]
-        return float(np.mean(scores)) if scores else -np.inf
 
     def sample(self, n: int, rng: np.random.Generator, by_rank: bool = False
                ) -> tuple[np.ndarray, torch.Tensor, list[torch.Tensor]]:
@@ -132,9 +124,6 @@ class PolicySearch(LatentOptimizer):
         local: share of each batch written from z near a remembered molecule's z (a mutation
             of a good molecule, as a genetic algorithm would make), the rest from the prior.
         radius: spread of those z, in units of the prior's.
-        adaptive: let ``radius`` follow a trust-region rule: doubled (up to 1) after
-            ``STALL_STEPS`` batches that did not raise the memory's top-10 mean, halved back
-            toward its start after 3 that did, so a search stuck on a plateau looks further.
         constrained: draw z around ``warm.center`` (the start molecule), not from the prior.
         seed: seeds the agent's sampling.
     """
@@ -142,13 +131,11 @@ class PolicySearch(LatentOptimizer):
     def __init__(self, *args: object, sigma: float = 500.0, learning_rate: float = 5e-3,
                  top_fraction: float = 0.5, replay: int = 64, memory_size: int = 100,
                  temperature: float = 1.0, constrained: bool = False, updates: int = 2,
-                 local: float = 0.9, radius: float = 0.1, adaptive: bool = False,
-                 seed: int = 0, **kwargs: object) -> None:
+                 local: float = 0.9, radius: float = 0.1, seed: int = 0,
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.constrained, self.updates = constrained, updates
-        self.local, self.radius, self.initial_radius, self.adaptive = local, radius, radius, \
-            adaptive
-        self.successes = self.failures = 0
+        self.local, self.radius = local, radius
         self.sigma, self.learning_rate, self.temperature = sigma, learning_rate, temperature
         self.top_fraction, self.replay = top_fraction, replay
         self.prior = self.evaluate.model
@@ -214,10 +201,7 @@ class PolicySearch(LatentOptimizer):
         scores = self.evaluate.score(z.cpu().numpy(), smiles)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
         tokens = torch.cat([bos, ids], dim=1)
-        before = self.memory.top_mean()
         self.memory.add(smiles, scores, z, _trim(tokens, vocab.pad_id))
-        if self.adaptive:
-            self._adapt(improved=self.memory.top_mean() > before)
         best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
         best = best[:max(1, int(round(self.top_fraction * len(best))))]
         self._scaled(scores)  # the range includes this batch before anything is learnt
@@ -232,15 +216,6 @@ class PolicySearch(LatentOptimizer):
                 rows = [*rows, *replay_tokens]
             if rows:
                 self._learn(batch_z, _pad_rows(rows), self._scaled(batch_scores))
-
-    def _adapt(self, improved: bool) -> None:
-        """The trust-region rule for ``radius`` (see ``adaptive``)."""
-        self.successes, self.failures = (self.successes + 1, 0) if improved else \
-            (0, self.failures + 1)
-        if self.failures >= STALL_STEPS:
-            self.radius, self.failures = min(2 * self.radius, 1.0), 0
-        if self.successes >= 3:
-            self.radius, self.successes = max(self.radius / 2, self.initial_radius), 0
 
     def _learn(self, z: torch.Tensor, tokens: torch.Tensor, scaled: np.ndarray) -> None:
         with torch.no_grad():

@@ -115,8 +115,6 @@ class OptimizeConfig:
                                  "molecules so far (their z plus noise); the rest from the prior")
     policy_radius: float = option(0.1, help="policy: spread of z around the best molecules, in "
                                   "units of the prior's")
-    policy_adaptive_radius: bool = option(False, help="policy: double the radius after 5 "
-                                          "batches without progress, halve it after 3 with")
     policy_updates: int = option(2, help="policy: agent updates per batch (the extra ones "
                                  "replay the memory)")
     patience: int = option(20, help="stop after this many steps without a new molecule")
@@ -302,8 +300,8 @@ def make_policy(config: OptimizeConfig, context: Context, objective: Objective,
                           sigma=config.policy_sigma, learning_rate=config.policy_learning_rate,
                           top_fraction=config.policy_top_fraction, replay=config.policy_replay,
                           updates=config.policy_updates, local=config.policy_local,
-                          radius=config.policy_radius, adaptive=config.policy_adaptive_radius,
-                          constrained=context.start_z is not None, seed=config.seed)
+                          radius=config.policy_radius, constrained=context.start_z is not None,
+                          seed=config.seed)
     if start_record is not None:
         policy.remember([context.start], np.array([start_record["score"]]),
                         context.start_z[None])

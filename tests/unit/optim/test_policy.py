@@ -71,16 +71,3 @@ def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: floa
 
     with pytest.raises(ConfigError, match=key):
         from_dict(OptimizeConfig, {"model": str(tiny_model), "method": "policy", key: value})
-
-
-def test_adaptive_radius_grows_on_a_plateau_and_shrinks_back(tiny_model: Path) -> None:
-    from molvae.optim.policy import STALL_STEPS
-
-    search = policy(tiny_model, Oracle(parse_objective("qed"), budget=10), radius=0.1,
-                    adaptive=True)
-    for _ in range(2 * STALL_STEPS):
-        search._adapt(improved=False)
-    assert search.radius == pytest.approx(0.4)
-    for _ in range(3 * 5):
-        search._adapt(improved=True)
-    assert search.radius == pytest.approx(0.1)  # never below where it started

@@ -31,7 +31,7 @@ from molvae.optim.oracle import Oracle
 
 log = logging.getLogger(__name__)
 
-METHODS = ("random", "cmaes", "bo", "gradient", "policy")  # policy: molvae.optim.policy
+METHODS = ("policy", "cmaes", "bo", "gradient", "random")  # policy: molvae.optim.policy
 ACQUISITIONS = ("ei", "ucb")
 
 

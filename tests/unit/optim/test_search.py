@@ -115,7 +115,8 @@ def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object)
 def test_novel_only_keeps_training_molecules_out_of_the_solutions(
         tiny_model: Path, prepared_dir: Path, tmp_path: Path) -> None:
     from molvae.model.store import load_model
-    from molvae.stages.optimize import Context, OptimizeConfig, make_filters
+    from molvae.optim.setup import Context, make_filters
+    from molvae.stages.optimize import OptimizeConfig
 
     train = pd.read_parquet(prepared_dir / "train.parquet")
     context = Context(load_model(tiny_model, "cpu"), train=train)

@@ -157,8 +157,8 @@ def make_policy(config: OptimizeConfig, context: Context, objective: Objective,
                           sigma=config.policy_sigma, learning_rate=config.policy_learning_rate,
                           top_fraction=config.policy_top_fraction, replay=config.policy_replay,
                           updates=config.policy_updates, local=config.policy_local,
-                          radius=config.policy_radius, constrained=context.start_z is not None,
-                          seed=config.seed)
+                          radius=config.policy_radius, temperature=config.policy_temperature,
+                          constrained=context.start_z is not None, seed=config.seed)
     if start_record is not None:
         policy.remember([context.start], np.array([start_record["score"]]),
                         context.start_z[None])

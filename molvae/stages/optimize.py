@@ -91,6 +91,8 @@ class OptimizeConfig:
                                  "molecules so far (their z plus noise); the rest from the prior")
     policy_radius: float = option(0.1, help="policy: spread of z around the best molecules, in "
                                   "units of the prior's")
+    policy_temperature: float = option(1.0, help="policy: sampling temperature of the agent "
+                                       "(lower keeps constrained searches nearer the start)")
     policy_updates: int = option(2, help="policy: agent updates per batch (the extra ones "
                                  "replay the memory)")
     patience: int = option(20, help="stop after this many steps without a new molecule")
@@ -113,7 +115,7 @@ class OptimizeConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("radius", "trust_length", "sigma", "learning_rate", "policy_sigma",
-                    "policy_learning_rate", "policy_radius"):
+                    "policy_learning_rate", "policy_radius", "policy_temperature"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.policy_local <= 1:

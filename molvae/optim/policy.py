@@ -98,9 +98,9 @@ class Memory:
         return scores, z, [values[i][2] for i in picked]
 
 
-def _pad_rows(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Token rows of different lengths, padded with 0 (pad) to the longest."""
-    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=0)
+def _pad_rows(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
+    """Token rows of different lengths, padded to the longest."""
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)
 
 
 def _trim(tokens: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
@@ -144,10 +144,10 @@ class PolicySearch(LatentOptimizer):
         self.low, self.high = np.inf, -np.inf  # range of the scores seen
         self.restart()
 
-    def remember(self, smiles: list[str], scores: np.ndarray, z: np.ndarray) -> int:
+    def remember(self, smiles: list[str], scores: np.ndarray, z: np.ndarray) -> None:
         """Put known molecules (e.g. scored training molecules, z their encodings) in the
-        memory, so the agent learns from the best of them from its first step; returns how
-        many the model's vocabulary could write."""
+        memory, so the agent learns from the best of them from its first step; those the
+        model's vocabulary cannot write are left out."""
         ids = tokenize(self.prior, smiles)[0]
         usable = [i for i, row in enumerate(ids)
                   if row is not None and self.prior.vocab.unk_id not in row]
@@ -157,7 +157,6 @@ class PolicySearch(LatentOptimizer):
                             torch.as_tensor(np.asarray(z, dtype=np.float32)[usable],
                                             device=device),
                             [torch.tensor(ids[i], device=device) for i in usable])
-        return len(usable)
 
     def restart(self) -> None:
         """A fresh agent from the pretrained weights (the memory is kept)."""
@@ -182,11 +181,14 @@ class PolicySearch(LatentOptimizer):
             z[:near] = centers + self.radius * (eps[:near] @ self.prior.latent_scale.T)
         return z
 
-    def _scaled(self, scores: np.ndarray) -> np.ndarray:
-        """Scores mapped to [0, 1] by the range seen so far; no solution counts 0."""
+    def _observe_range(self, scores: np.ndarray) -> None:
+        """Widen the range of scores seen by a new batch's (NaN, no solution, ignored)."""
         finite = scores[np.isfinite(scores)]
         if len(finite):
             self.low, self.high = min(self.low, finite.min()), max(self.high, finite.max())
+
+    def _scaled(self, scores: np.ndarray) -> np.ndarray:
+        """Scores mapped to [0, 1] by the range seen so far; no solution counts 0."""
         span = self.high - self.low
         scaled = (scores - self.low) / span if span > 0 else np.ones_like(scores)
         return np.where(np.isfinite(scores), np.clip(scaled, 0.0, 1.0), 0.0)
@@ -201,21 +203,25 @@ class PolicySearch(LatentOptimizer):
         scores = self.evaluate.score(z.cpu().numpy(), smiles)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
         tokens = torch.cat([bos, ids], dim=1)
-        self.memory.add(smiles, scores, z, _trim(tokens, vocab.pad_id))
+        rows = _trim(tokens, vocab.pad_id)
+        self.memory.add(smiles, scores, z, rows)
+        self._observe_range(scores)  # the whole batch, before anything is learnt
         best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
         best = best[:max(1, int(round(self.top_fraction * len(best))))]
-        self._scaled(scores)  # the range includes this batch before anything is learnt
-        fresh = (scores[best], z[best], _trim(tokens[best], vocab.pad_id))
+        fresh = (scores[best], z[best], [rows[i] for i in best])
         for update in range(self.updates):
-            batch_scores, batch_z, rows = fresh if update == 0 else (np.empty(0), z[:0], [])
+            batch_scores, batch_z, batch_rows = fresh if update == 0 else \
+                (np.empty(0), z[:0], [])
             if self.replay and len(self.memory):
                 replay_scores, replay_z, replay_tokens = self.memory.sample(self.replay,
                                                                              self.rng)
                 batch_scores = np.concatenate([batch_scores, replay_scores])
                 batch_z = torch.cat([batch_z, replay_z])
-                rows = [*rows, *replay_tokens]
-            if rows:
-                self._learn(batch_z, _pad_rows(rows), self._scaled(batch_scores))
+                batch_rows = [*batch_rows, *replay_tokens]
+            if batch_rows:
+                self._observe_range(batch_scores)  # replayed scores count too
+                self._learn(batch_z, _pad_rows(batch_rows, vocab.pad_id),
+                            self._scaled(batch_scores))
 
     def _learn(self, z: torch.Tensor, tokens: torch.Tensor, scaled: np.ndarray) -> None:
         with torch.no_grad():

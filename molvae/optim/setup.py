@@ -123,14 +123,13 @@ def training_examples(config: OptimizeConfig, context: Context, objective: Objec
     labels = score_table(objective, context.train)
     if labels is not None:
         picked = usable[np.argsort(-fill_failures(labels[usable]), kind="stable")[:1000]]
-        scores = labels[picked]
     else:
         size = min(config.init_size, len(usable), max(1, config.budget // 4))
         picked = rng.choice(usable, size=size, replace=False)
-        smiles = context.train["smiles"].iloc[picked].tolist()
-        scores = Evaluator(context.model, oracle, "policy/init").score(
-            context.train_z[picked], smiles)
-    return context.train["smiles"].iloc[picked].tolist(), scores, context.train_z[picked]
+    smiles = context.train["smiles"].iloc[picked].tolist()
+    scores = labels[picked] if labels is not None else Evaluator(
+        context.model, oracle, "policy/init").score(context.train_z[picked], smiles)
+    return smiles, scores, context.train_z[picked]
 
 
 def _surrogate_fitter(config: OptimizeConfig, warm: WarmStart):  # noqa: ANN202 (a closure)

@@ -78,9 +78,11 @@ class Evaluator:
     def decode(self, z: np.ndarray) -> list[str | None]:
         return self.model.decode(np.asarray(z, dtype=np.float32))
 
-    def score(self, z: np.ndarray, smiles: list[str | None]) -> np.ndarray:
-        """Fitness of already decoded points (and remember them)."""
-        fitness = self.oracle.evaluate(smiles, self.method)
+    def score(self, z: np.ndarray, smiles: list[str | None], source: str = "") -> np.ndarray:
+        """Fitness of already decoded points (and remember them); ``source`` is recorded after
+        the method's name for molecules that were not decoded from z (e.g. "crossover")."""
+        fitness = self.oracle.evaluate(smiles, f"{self.method}/{source}" if source else
+                                       self.method)
         self.z.append(np.asarray(z, dtype=np.float32))
         self.y.append(fitness)
         return fitness

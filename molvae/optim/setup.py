@@ -157,6 +157,8 @@ def make_policy(config: OptimizeConfig, context: Context, objective: Objective,
                           top_fraction=config.policy_top_fraction, replay=config.policy_replay,
                           updates=config.policy_updates, local=config.policy_local,
                           radius=config.policy_radius, temperature=config.policy_temperature,
+                          crossover=config.policy_crossover,
+                          population=config.policy_population,
                           constrained=context.start_z is not None, seed=config.seed)
     if start_record is not None:
         policy.remember([context.start], np.array([start_record["score"]]),

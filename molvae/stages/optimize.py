@@ -95,6 +95,9 @@ class OptimizeConfig:
                                        "(lower keeps constrained searches nearer the start)")
     policy_updates: int = option(2, help="policy: agent updates per batch (the extra ones "
                                  "replay the memory)")
+    policy_crossover: float = option(0.9, help="policy: share of each batch bred by Graph GA "
+                                     "crossover and mutation of the best molecules so far")
+    policy_population: int = option(500, help="policy: best molecules the GA breeds from")
     patience: int = option(20, help="stop after this many steps without a new molecule")
     grid_size: int = option(24, help="top molecules drawn in grid.png (0 = none)")
     cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
@@ -110,7 +113,7 @@ class OptimizeConfig:
             raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, "
                               f"got '{self.acquisition}'")
         for key in ("budget", "batch_size", "init_size", "ascent_steps", "refit_every",
-                    "policy_updates",
+                    "policy_updates", "policy_population",
                     "surrogate_epochs", "surrogate_hidden", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -118,6 +121,8 @@ class OptimizeConfig:
                     "policy_learning_rate", "policy_radius", "policy_temperature"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.policy_crossover < 1:
+            raise ConfigError(f"policy_crossover must be in [0, 1), got {self.policy_crossover}")
         if not 0 <= self.policy_local <= 1:
             raise ConfigError(f"policy_local must be in [0, 1], got {self.policy_local}")
         if not 0 < self.policy_top_fraction <= 1:

@@ -63,7 +63,29 @@ def test_memory_keeps_the_best_distinct_molecules() -> None:
     assert [row.tolist() for row in picked_tokens] == [[1, 5, 2]] * 2
 
 
-@pytest.mark.parametrize("key, value", [("policy_top_fraction", 0.0),
+def test_bred_molecules_are_new_and_learnt_with_their_own_tokens(tiny_model: Path) -> None:
+    """GA offspring are scored once each, and those the model can write enter the memory with
+    token rows that spell the same molecule and z = their encoding."""
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=1000)
+    search = policy(tiny_model, oracle, crossover=0.5, replay=0)
+    parents = ["CCOc1ccccc1", "CC(=O)Nc1ccc(O)cc1", "c1ccc2[nH]ccc2c1", "CCN(CC)CCO"]
+    search.remember(parents, np.array([1.0, 2.0, 3.0, 4.0]), search.prior.encode(parents)[0])
+    search.step()
+    bred = [text for text, record in oracle.records.items()
+            if record["method"] == "policy/crossover"]
+    assert 0 < len(bred) <= 8 and oracle.calls <= 16 and not set(bred) & set(parents)
+    learnt = [text for text in bred if text in search.memory.entries]
+    assert learnt, "no offspring the tiny model can write"
+    vocab = search.prior.vocab
+    for text in learnt:
+        _, z, row = search.memory.entries[text]
+        assert vocab.to_smiles(row[1:].tolist()) == text
+        assert torch.allclose(z, torch.as_tensor(search.prior.encode([text])[0][0]))
+    assert set(bred) <= set(search.population)  # every scored child may parent the next
+
+
+@pytest.mark.parametrize("key, value", [("policy_top_fraction", 0.0), ("policy_crossover", 1.0),
+                                        ("policy_population", 0),
                                         ("policy_replay", -1), ("policy_sigma", 0)])
 def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: float) -> None:
     from molvae.config import ConfigError, from_dict

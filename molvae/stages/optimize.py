@@ -87,8 +87,9 @@ class OptimizeConfig:
     policy_top_fraction: float = option(0.5, help="policy: best share of each batch that "
                                         "trains the agent")
     policy_replay: int = option(64, help="policy: best molecules so far replayed each step")
-    policy_local: float = option(0.9, help="policy: share of each batch written near the best "
-                                 "molecules so far (their z plus noise); the rest from the prior")
+    policy_local: float = option(0.9, help="policy: share of the agent's molecules written "
+                                 "near the best molecules so far (their z plus noise); the rest "
+                                 "from the prior")
     policy_radius: float = option(0.1, help="policy: spread of z around the best molecules, in "
                                   "units of the prior's")
     policy_temperature: float = option(1.0, help="policy: sampling temperature of the agent "

@@ -131,6 +131,23 @@ def test_novel_only_keeps_training_molecules_out_of_the_solutions(
         from_dict(OptimizeConfig, {"model": str(tiny_model), "novel_only": True})
 
 
+def test_size_guard_counts_heavy_atoms_when_prep_computed_no_properties(
+        tiny_model: Path, prepared_dir: Path) -> None:
+    """Data prepared with ``--properties none`` has no heavy_atoms column: the guard's default
+    (the training set's largest molecule) is counted from the SMILES, not a KeyError."""
+    from molvae.model.store import load_model
+    from molvae.optim.setup import Context, make_filters
+    from molvae.stages.optimize import OptimizeConfig
+
+    train = pd.read_parquet(prepared_dir / "train.parquet")
+    options = from_dict(OptimizeConfig, {"model": str(tiny_model), "data": str(prepared_dir)})
+    model = load_model(tiny_model, "cpu")
+    with_column = make_filters(options, Context(model, train=train))
+    without = make_filters(options, Context(model, train=train.drop(columns="heavy_atoms")))
+    assert without.max_heavy_atoms == with_column.max_heavy_atoms == train["heavy_atoms"].max()
+    assert without.max_tokens == with_column.max_tokens == train["n_tokens"].max()
+
+
 @pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient", "policy"])
 def test_stage_stays_within_budget_and_writes_outputs(method: str, tiny_model: Path,
                                                       prepared_dir: Path,

@@ -102,8 +102,9 @@ def to_mol(smiles: str | None) -> Chem.Mol | None:
 
 
 def heavy_atom_count(smiles: str) -> int:
-    """Heavy atoms of a SMILES known to be valid, parsed without sanitizing: ten times faster
-    than :func:`to_mol`, for counting over a whole prepared data set (0 when unparsable)."""
+    """Heavy atoms of a SMILES known to be valid, parsed without sanitizing, for counting over
+    a whole prepared data set (0 when unparsable). Measured on 240k MOSES molecules on a busy
+    machine: 7 s, against about 40 s through :func:`to_mol`."""
     mol = Chem.MolFromSmiles(smiles, sanitize=False)
     return mol.GetNumHeavyAtoms() if mol is not None else 0
 

@@ -15,6 +15,7 @@ from molvae.chem.filters import (
     structure_alerts,
 )
 from molvae.chem.fingerprints import (
+    NeighbourScores,
     brics_fragments,
     morgan_fingerprint,
     packed_fingerprint,
@@ -50,7 +51,8 @@ from molvae.chem.properties import (
 from molvae.chem.sdf import write_sdf as write_sdf  # re-exported
 
 __all__ = [
-    "GUACAMOL_DESCRIPTORS", "HEAVY_ATOM_LIMIT", "MOSES_FILTER_ELEMENTS", "ORGANIC_ELEMENTS",
+    "GUACAMOL_DESCRIPTORS", "HEAVY_ATOM_LIMIT", "MOSES_FILTER_ELEMENTS", "NeighbourScores",
+    "ORGANIC_ELEMENTS",
     "PROPERTY_NAMES", "RejectReason", "SMILES_CHAR_LIMIT", "brics_fragments", "canonical_smiles",
     "draw_grid", "filter_catalog_names", "filter_reason", "guacamol_descriptors",
     "heavy_atom_count",

@@ -66,3 +66,52 @@ def ring_scaffold(mol: Chem.Mol, min_rings: int = 2) -> str | None:
     if not smiles or core.GetRingInfo().NumRings() < min_rings:
         return None
     return smiles
+
+
+class NeighbourScores:
+    """Predicts the score of an unscored molecule from its ``k`` most similar scored ones
+    (Tanimoto on Morgan bits, the similarities as weights).
+
+    Why: a genetic algorithm's children are near their parents, and on most objectives near
+    molecules score alike, so the scored molecules say which children are worth an oracle call.
+    It costs a bulk Tanimoto search per child (milliseconds against 10,000 molecules) and
+    nothing to fit, so it can be asked at every step of a search.
+    """
+
+    def __init__(self, k: int = 5, radius: int = 2, n_bits: int = 2048) -> None:
+        self.k, self.radius, self.n_bits = k, radius, n_bits
+        self.fingerprints: list = []
+        self.scores: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def _fingerprint(self, smiles: str):  # noqa: ANN202 (RDKit bit vector)
+        mol = to_mol(smiles)
+        return None if mol is None else morgan_fingerprint(mol, self.radius, self.n_bits)
+
+    def add(self, smiles: list[str | None], scores: np.ndarray) -> None:
+        """Learn scored molecules; those without a finite score or a parse are skipped."""
+        for text, score in zip(smiles, scores, strict=True):
+            if text and np.isfinite(score):
+                fingerprint = self._fingerprint(text)
+                if fingerprint is not None:
+                    self.fingerprints.append(fingerprint)
+                    self.scores.append(float(score))
+
+    def predict(self, smiles: list[str]) -> np.ndarray:
+        """Predicted scores; NaN for a SMILES that does not parse or before anything is known."""
+        known = np.asarray(self.scores)
+        predicted = np.full(len(smiles), np.nan)
+        for i, text in enumerate(smiles):
+            fingerprint = self._fingerprint(text) if len(known) else None
+            if fingerprint is None:
+                continue
+            similar = np.asarray(DataStructs.BulkTanimotoSimilarity(fingerprint,
+                                                                    self.fingerprints))
+            near = np.argpartition(-similar, self.k - 1)[:self.k] if len(known) > self.k \
+                else np.arange(len(known))
+            weights = similar[near]
+            predicted[i] = weights @ known[near] / weights.sum() if weights.sum() > 0 \
+                else known[near].mean()
+        return predicted

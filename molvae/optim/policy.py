@@ -28,7 +28,12 @@ conditioned on z allows and an unconditional language model does not:
   2024): the graph operators reach molecules the decoder rarely writes, and the agent learns
   from the offspring it can write (z their encoding), so what the GA finds pulls the decoder
   along. Measured at 4,000 calls on PMO tasks, this lifts the plateau the decoder alone
-  reaches (celecoxib rediscovery 0.371 → 0.549, median2 0.208 → 0.263 at the 0.9 share).
+  reaches (celecoxib rediscovery 0.371 → 0.549, median2 0.208 → 0.263 at the 0.9 share);
+* the GA breeds ``screen`` times more new children than it scores and spends the calls on
+  those whose nearest scored molecules (Tanimoto, :class:`molvae.chem.NeighbourScores`) score
+  best: children resemble their parents, so the molecules already scored are a free surrogate,
+  and on PMO tasks at 4,000 calls three children per call lifted celecoxib rediscovery
+  0.420 → 0.508 and thiothixene rediscovery 0.430 → 0.547.
 
 With a prepared data set the memory starts from scored training molecules (free labels when
 the objective is a property column, else a random sample scored through the oracle).
@@ -48,6 +53,7 @@ import torch.nn.functional as F
 from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
 from mol_ga.sample_population import uniform_quantile_sampling
 
+from molvae import chem
 from molvae.model.ops import tokenize
 from molvae.model.vae import SelfiesVAE
 from molvae.optim.search import LatentOptimizer
@@ -137,6 +143,8 @@ class PolicySearch(LatentOptimizer):
         radius: spread of those z, in units of the prior's.
         crossover: share of each batch bred by the GA instead of written by the agent.
         population: best molecules seen (any source) that the GA breeds from.
+        screen: new GA children bred per child scored; of them, the ones whose most similar
+            scored molecules score best are scored (1: a random choice).
         constrained: draw z around ``warm.center`` (the start molecule), not from the prior.
         seed: seeds the agent's sampling.
     """
@@ -145,7 +153,8 @@ class PolicySearch(LatentOptimizer):
                  top_fraction: float = 0.5, replay: int = 64, memory_size: int = 100,
                  temperature: float = 1.0, constrained: bool = False, updates: int = 2,
                  local: float = 0.9, radius: float = 0.1, crossover: float = 0.9,
-                 population: int = 500, seed: int = 0, **kwargs: object) -> None:
+                 population: int = 500, screen: int = 3, seed: int = 0,
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.constrained, self.updates = constrained, updates
         self.local, self.radius = local, radius
@@ -155,6 +164,7 @@ class PolicySearch(LatentOptimizer):
         self.memory = Memory(memory_size)
         self.crossover, self.population_size = crossover, population
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
+        self.screen, self.neighbours = screen, chem.NeighbourScores()
         self.ga_rng = Random(seed)
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen
@@ -185,6 +195,8 @@ class PolicySearch(LatentOptimizer):
         for text, score in zip(smiles, scores, strict=True):
             if text and np.isfinite(score):
                 self.population[text] = float(score)
+        if self.screen > 1:
+            self.neighbours.add(smiles, scores)
         if len(self.population) > 2 * self.population_size:
             self.population = dict(heapq.nlargest(self.population_size,
                                                   self.population.items(),
@@ -196,13 +208,20 @@ class PolicySearch(LatentOptimizer):
             return []
         best = heapq.nlargest(self.population_size, self.population.items(),
                               key=lambda item: item[1])
-        # 3n tries: once the population has converged, many children are known molecules
-        parents = uniform_quantile_sampling([(score, text) for text, score in best], 6 * n,
-                                            self.ga_rng)
-        children = graph_ga_blended_generation(parents, 3 * n, self.ga_rng)
-        known = self.evaluate.oracle.records
-        new = sorted(child for child in children if child not in known)  # sets have no order
+        population = [(score, text) for text, score in best]
+        known, wanted = self.evaluate.oracle.records, n * self.screen
+        fresh: set[str] = set()
+        for _ in range(3):  # a converged population mostly rebreeds known molecules
+            parents = uniform_quantile_sampling(population, 2 * wanted, self.ga_rng)
+            children = graph_ga_blended_generation(parents, wanted, self.ga_rng)
+            fresh |= {child for child in children if child not in known}
+            if len(fresh) >= wanted:
+                break
+        new = sorted(fresh)  # sets have no order
         self.ga_rng.shuffle(new)
+        if self.screen > 1 and len(new) > n:
+            predicted = np.nan_to_num(self.neighbours.predict(new), nan=-np.inf)
+            new = [new[i] for i in np.argsort(-predicted, kind="stable")]
         return new[:n]
 
     def restart(self) -> None:

@@ -168,7 +168,7 @@ def make_policy(config: OptimizeConfig, context: Context, objective: Objective,
                           updates=config.policy_updates, local=config.policy_local,
                           radius=config.policy_radius, temperature=config.policy_temperature,
                           crossover=config.policy_crossover,
-                          population=config.policy_population,
+                          population=config.policy_population, screen=config.policy_screen,
                           constrained=context.start_z is not None, seed=config.seed)
     if start_record is not None:
         policy.remember([context.start], np.array([start_record["score"]]),

@@ -99,6 +99,9 @@ class OptimizeConfig:
     policy_crossover: float = option(0.9, help="policy: share of each batch bred by Graph GA "
                                      "crossover and mutation of the best molecules so far")
     policy_population: int = option(500, help="policy: best molecules the GA breeds from")
+    policy_screen: int = option(3, help="policy: GA children bred per child scored; above 1 "
+                                "only those whose most similar scored molecules score best "
+                                "are scored")
     patience: int = option(20, help="stop after this many steps without a new molecule")
     grid_size: int = option(24, help="top molecules drawn in grid.png (0 = none)")
     cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
@@ -114,7 +117,7 @@ class OptimizeConfig:
             raise ConfigError(f"acquisition must be one of {', '.join(ACQUISITIONS)}, "
                               f"got '{self.acquisition}'")
         for key in ("budget", "batch_size", "init_size", "ascent_steps", "refit_every",
-                    "policy_updates", "policy_population",
+                    "policy_updates", "policy_population", "policy_screen",
                     "surrogate_epochs", "surrogate_hidden", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from molvae import chem
@@ -80,3 +81,13 @@ def test_scaffold_and_similarity() -> None:
     assert chem.similarity(ASPIRIN, ASPIRIN) == 1.0
     assert 0 < chem.similarity(ASPIRIN, PARACETAMOL) < 1
     assert math.isnan(chem.similarity(ASPIRIN, INVALID))
+
+
+def test_neighbour_scores_predict_from_the_most_similar_scored_molecules() -> None:
+    neighbours = chem.NeighbourScores(k=2)
+    assert np.isnan(neighbours.predict(["CCO"])).all()  # nothing known yet
+    neighbours.add(["c1ccccc1C", "c1ccccc1CC", "CCCCCC", "CCCCCCC", "C1CC", INVALID],
+                   np.array([1.0, 0.9, 0.1, 0.0, 5.0, 5.0]))
+    assert len(neighbours) == 4  # the unparseable ring and the invalid SMILES are skipped
+    aromatic, chain, bad = neighbours.predict(["c1ccccc1CCC", "CCCCCCCC", INVALID])
+    assert 0.9 <= aromatic <= 1.0 and 0.0 <= chain <= 0.1 and np.isnan(bad)

@@ -84,8 +84,28 @@ def test_bred_molecules_are_new_and_learnt_with_their_own_tokens(tiny_model: Pat
     assert set(bred) <= set(search.population)  # every scored child may parent the next
 
 
+def test_screened_offspring_are_the_children_predicted_best(tiny_model: Path) -> None:
+    """With ``screen``, the GA breeds more children than it scores and scores those whose
+    nearest scored molecules score best."""
+    oracle = Oracle(parse_objective("similarity:CC(=O)Nc1ccc(O)cc1"), budget=1000)
+    search = policy(tiny_model, oracle, crossover=0.5, replay=0, screen=4)
+    parents = ["CCOc1ccccc1", "CC(=O)Nc1ccccc1", "c1ccc2[nH]ccc2c1", "CCN(CC)CCO", "Oc1ccccc1",
+               "CC(=O)NC1CCCCC1"]
+    scores = np.array([oracle.objective.score(text, {}) for text in parents])
+    search.remember(parents, scores, search.prior.encode(parents)[0])
+    predict = search.neighbours.predict
+    search.ga_rng.seed(1)
+    picked = search._offspring(4)
+    search.ga_rng.seed(1)
+    search.screen = 1
+    unscreened = search._offspring(16)
+    assert len(picked) == 4
+    passed_over = [text for text in unscreened if text not in picked]
+    assert passed_over and predict(picked).min() >= predict(passed_over).max()
+
+
 @pytest.mark.parametrize("key, value", [("policy_top_fraction", 0.0), ("policy_crossover", 1.0),
-                                        ("policy_population", 0),
+                                        ("policy_population", 0), ("policy_screen", 0),
                                         ("policy_replay", -1), ("policy_sigma", 0)])
 def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: float) -> None:
     from molvae.config import ConfigError, from_dict

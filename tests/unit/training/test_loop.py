@@ -140,7 +140,7 @@ def test_property_head_learns_standardized_targets(prepared_dir: Path, tmp_path:
 
 
 def test_tiny_model_memorizes_64_molecules(memorize_dir: Path, tmp_path: Path) -> None:
-    train(memorize_dir, tmp_path / "m", epochs=120, batch_size=32, hidden_dim=64,
+    train(memorize_dir, tmp_path / "m", epochs=200, batch_size=32, hidden_dim=64,
           latent_dim=16, embed_dim=16, lr=0.03, lr_warmup_steps=0, weight_decay=0.0,
           kl_schedule="constant", beta_max=0.001, patience=0, eval_samples=0,
           eval_molecules=64)

@@ -70,12 +70,16 @@ def ring_scaffold(mol: Chem.Mol, min_rings: int = 2) -> str | None:
 
 class NeighbourScores:
     """Predicts the score of an unscored molecule from its ``k`` most similar scored ones
-    (Tanimoto on Morgan bits, the similarities as weights).
+    (Tanimoto on Morgan bits), shrunk toward the mean score by their distance.
 
     Why: a genetic algorithm's children are near their parents, and on most objectives near
     molecules score alike, so the scored molecules say which children are worth an oracle call.
-    It costs a bulk Tanimoto search per child (milliseconds against 10,000 molecules) and
-    nothing to fit, so it can be asked at every step of a search.
+    The prediction is the mean score plus the neighbours' differences from it, each weighted by
+    its similarity (a Gaussian process's posterior mean behaves so toward its prior): a plain
+    similarity-weighted average would rate a child that merges two good parents as highly as a
+    close variant, and choosing such children made molecules grow from 22 to 120 heavy atoms
+    in 1,500 calls of PMO's deco_hop. It costs a bulk Tanimoto search per child (milliseconds
+    against 10,000 molecules) and nothing to fit, so it can be asked at every step of a search.
     """
 
     def __init__(self, k: int = 5, radius: int = 2, n_bits: int = 2048) -> None:
@@ -103,15 +107,15 @@ class NeighbourScores:
         """Predicted scores; NaN for a SMILES that does not parse or before anything is known."""
         known = np.asarray(self.scores)
         predicted = np.full(len(smiles), np.nan)
+        if not len(known):
+            return predicted
+        k, center = min(self.k, len(known)), known.mean()
         for i, text in enumerate(smiles):
-            fingerprint = self._fingerprint(text) if len(known) else None
+            fingerprint = self._fingerprint(text)
             if fingerprint is None:
                 continue
             similar = np.asarray(DataStructs.BulkTanimotoSimilarity(fingerprint,
                                                                     self.fingerprints))
-            near = np.argpartition(-similar, self.k - 1)[:self.k] if len(known) > self.k \
-                else np.arange(len(known))
-            weights = similar[near]
-            predicted[i] = weights @ known[near] / weights.sum() if weights.sum() > 0 \
-                else known[near].mean()
+            near = np.argpartition(-similar, k - 1)[:k]
+            predicted[i] = center + similar[near] @ (known[near] - center) / k
         return predicted

@@ -89,5 +89,6 @@ def test_neighbour_scores_predict_from_the_most_similar_scored_molecules() -> No
     neighbours.add(["c1ccccc1C", "c1ccccc1CC", "CCCCCC", "CCCCCCC", "C1CC", INVALID],
                    np.array([1.0, 0.9, 0.1, 0.0, 5.0, 5.0]))
     assert len(neighbours) == 4  # the unparseable ring and the invalid SMILES are skipped
-    aromatic, chain, bad = neighbours.predict(["c1ccccc1CCC", "CCCCCCCC", INVALID])
-    assert 0.9 <= aromatic <= 1.0 and 0.0 <= chain <= 0.1 and np.isnan(bad)
+    aromatic, chain, far, bad = neighbours.predict(["c1ccccc1CCC", "CCCCCCCC", "O=C=O", INVALID])
+    assert 0.5 < aromatic < 0.95 and 0.05 < chain < 0.5 and np.isnan(bad)
+    assert far == pytest.approx(0.5)  # like nothing scored: the mean score

@@ -37,6 +37,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -292,8 +293,20 @@ def run_one(task: str, method: str, seed: int, budget: int, model: str | None,
             "wall_seconds": seconds}
 
 
-def _worker_init(threads: int) -> None:
+def _worker_init(threads: int, parent: int) -> None:
     _set_threads(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once the invocation that started it is gone.
+
+    Why: a killed invocation (SIGTERM, SIGKILL) cannot shut its pool down, and its workers
+    would run their remaining jobs on for minutes, taking the CPU from the next invocation.
+    """
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _set_threads(threads: int) -> None:
@@ -418,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
 
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
-                                 initargs=(args.threads,)) as pool:
+                                 initargs=(args.threads, os.getpid())) as pool:
             futures = [pool.submit(run_one, *job, *common) for job in jobs]
             for future in futures:
                 done(future.result())

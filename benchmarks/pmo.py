@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing.connection
 import os
 import sys
 import tempfile
@@ -306,8 +307,6 @@ def _exit_with_parent() -> None:
     Why: a killed invocation (SIGTERM, SIGKILL) cannot shut its pool down, and its workers
     would run their remaining jobs on for minutes, taking the CPU from the next invocation.
     """
-    import multiprocessing.connection
-
     multiprocessing.connection.wait([multiprocessing.parent_process().sentinel])
     os._exit(1)
 
@@ -430,8 +429,6 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         pd.DataFrame(rows).to_csv(args.out, index=False)  # partial results survive a kill
 
     if args.jobs > 1:
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
                                  initargs=(args.threads,)) as pool:

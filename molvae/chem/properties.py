@@ -44,7 +44,7 @@ def penalized_logp(mol: Chem.Mol, logp: float | None = None, sa: float | None = 
 
 
 def properties(mol: Chem.Mol, names: Iterable[str] = PROPERTY_NAMES) -> dict[str, float]:
-    """The property panel (or the ``names`` asked for), keyed by :data:`PROPERTY_NAMES` order.
+    """The property panel (or the ``names`` asked for), in the order asked for.
 
     Only what is asked for is computed: QED (half the cost of the whole panel) only for
     ``qed``, SA only for ``sa``/``plogp``. The descriptors QED is built from are computed the
@@ -52,6 +52,7 @@ def properties(mol: Chem.Mol, names: Iterable[str] = PROPERTY_NAMES) -> dict[str
     value does not depend on which others were asked for; QED's 116 structural alerts are
     matched in one C++ pass of a FilterCatalog instead of 116 Python calls (same count).
     """
+    names = tuple(dict.fromkeys(names))
     wanted = set(names)
     unknown = wanted - set(PROPERTY_NAMES)
     if unknown:
@@ -81,7 +82,7 @@ def properties(mol: Chem.Mol, names: Iterable[str] = PROPERTY_NAMES) -> dict[str
             out["sa"] = sa
         if "plogp" in wanted:
             out["plogp"] = penalized_logp(mol, value("logp"), sa)
-    return {name: out[name] for name in PROPERTY_NAMES if name in wanted}
+    return {name: out[name] for name in names}
 
 
 _DESCRIPTORS = {

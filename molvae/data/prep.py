@@ -59,7 +59,8 @@ def process_smiles(raw: object, rules: Standardize) -> tuple:
         reason = f"SELFIES too long: {n_tokens} > {rules.max_tokens} tokens"
     if reason is not None:
         return (None, None, 0, reason, *[np.nan] * len(rules.properties))
-    return (smiles, selfies, n_tokens, None, *chem.properties(mol, rules.properties).values())
+    values = chem.properties(mol, rules.properties)
+    return (smiles, selfies, n_tokens, None, *(values[name] for name in rules.properties))
 
 
 def standardize_partition(raw: pd.DataFrame, rules: Standardize

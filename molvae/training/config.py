@@ -14,7 +14,7 @@ from molvae.model.presets import PRESETS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 # options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
-RESUME_KEYS = {"resume", "max_steps", "log_model", "registered_name", "threads",
+RESUME_KEYS = {"resume", "max_steps", "max_minutes", "log_model", "registered_name", "threads",
                "epochs", "allow_degenerate"}
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
 # new value would be silently ignored while the checkpoint recorded it
@@ -42,6 +42,9 @@ class TrainConfig:
     batch_size: int = option(512, help="molecules per batch (per process under torchrun)")
     max_steps: int | None = option(None, help="stop after this many steps in all (a checkpoint "
                                    "is written; --resume continues)")
+    max_minutes: float | None = option(None, help="stop after this many minutes of training in "
+                                       "this invocation (a checkpoint is written; --resume "
+                                       "continues); SIGTERM stops the same way")
     max_train: int | None = option(None, help="train on a random subset of this many molecules")
     lr: float = option(1e-3, help="peak learning rate (AdamW)")
     lr_schedule: str = option("cosine", help="cosine (decay after warm-up) or constant")
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
         if self.kl_schedule == "cyclical" and self.kl_warmup_steps > self.kl_cycle_steps:
             raise ConfigError("kl_warmup_steps must not exceed kl_cycle_steps")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"max_minutes must be > 0, got {self.max_minutes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if len(set(self.property_head)) != len(self.property_head):

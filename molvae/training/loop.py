@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -82,7 +86,8 @@ class TrainResult:
 
     def summary(self) -> str:
         p = self.progress
-        state = "finished" if p.finished else "stopped early by max_steps (--resume continues)"
+        state = "finished" if p.finished else \
+            "stopped early by max_steps, max_minutes or SIGTERM (--resume continues)"
         best = (f"best val_loss {p.best_val_loss:.3f} at epoch {p.best_epoch}"
                 if p.best_epoch else "no epoch completed yet")
         return (f"training {state}: {p.epoch} epochs, {p.step} steps, {best}; "
@@ -111,20 +116,65 @@ def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
     return model
 
 
+class StopRequest:
+    """When training should stop early: at ``max_steps``, after ``max_minutes``, or on SIGTERM.
+
+    A stop always writes a checkpoint first, so a time-boxed or signalled run (a CPU campaign
+    run between working sessions, a preempted cloud job) loses no work and ``--resume``
+    continues it."""
+
+    def __init__(self, max_steps: int | None, max_minutes: float | None,
+                 check_every: int) -> None:
+        self.max_steps = max_steps
+        self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+        self.check_every = check_every
+        self.signalled = False
+
+    def __call__(self, step: int, job: Distributed) -> bool:
+        """Whether to stop after ``step``. The clock and the signal are read every
+        ``check_every`` steps and rank 0 decides, so all ranks of a DDP job stop together."""
+        if self.max_steps is not None and step >= self.max_steps:
+            return True
+        if step % self.check_every:
+            return False
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        return bool(job.from_main(self.signalled or late))
+
+    @contextmanager
+    def on_sigterm(self) -> Iterator[None]:
+        """Turn SIGTERM into a stop at the next step while training runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handle(signum: int, frame: object) -> None:
+            log.warning("SIGTERM: stopping after this step (a checkpoint is written)")
+            self.signalled = True
+
+        previous = signal.signal(signal.SIGTERM, handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def train_model(config: TrainConfig, tracker: Tracker | None = None) -> TrainResult:
     """Train (or resume) a model into ``config.out``; see the module docstring."""
     tracker = tracker or Tracker()
     started = time.perf_counter()
     job = setup_distributed(config.device, config.threads)
+    stop = StopRequest(config.max_steps, config.max_minutes, config.log_every)
     try:
-        progress = _train(config, tracker, job)
+        with stop.on_sigterm():
+            progress = _train(config, tracker, job, stop)
     finally:
         if job.world_size > 1:
             dist.destroy_process_group()
     return TrainResult(Path(config.out), progress, time.perf_counter() - started)
 
 
-def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
+def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
+           should_stop: StopRequest) -> Progress:
     out, device = Path(config.out), job.device
     data = load_prepared(config.data, config.property_head, config.max_train, config.seed,
                          config.condition)
@@ -222,7 +272,7 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed) -> Progress:
                 if job.is_main:
                     tracker.log_metrics(metrics, step=progress.step)
                 window_start, window_molecules = time.perf_counter(), 0
-            stop = config.max_steps is not None and progress.step >= config.max_steps
+            stop = should_stop(progress.step, job)
             if stop or progress.step % config.checkpoint_every == 0:
                 progress.epoch_loss_sum = float(loss_sum)
                 checkpoint_now()

@@ -171,3 +171,24 @@ def test_report_names_the_engine(tmp_path: Path) -> None:
     assert here["engine"] == "this process"
     there = run_prep(tmp_path / "b", inputs=inputs, workers=2, chunk_size=40)
     assert json.loads((there / "report.json").read_text())["engine"] == "dask (local cluster)"
+
+
+@pytest.mark.parametrize("order", [["qed", "logp", "sa"], ["sa", "mw"], ["plogp", "hbd", "mw"],
+                                   ["heavy_atoms", "tpsa", "qed", "rings"]])
+def test_each_property_column_holds_its_own_rdkit_value(tmp_path: Path, order: list[str]) -> None:
+    from rdkit import Chem
+    from rdkit.Chem import QED, Crippen, Descriptors, rdMolDescriptors
+    from rdkit.Contrib.SA_Score import sascorer
+
+    rdkit = {"qed": QED.qed, "logp": Crippen.MolLogP, "sa": sascorer.calculateScore,
+             "mw": Descriptors.MolWt, "hbd": rdMolDescriptors.CalcNumHBD,
+             "tpsa": rdMolDescriptors.CalcTPSA, "rings": rdMolDescriptors.CalcNumRings,
+             "heavy_atoms": lambda m: m.GetNumHeavyAtoms(),
+             "plogp": lambda m: chem.penalized_logp(m)}
+    rows = read_splits(run_prep(tmp_path, inputs=[str(FIXTURES / "molecules.csv")],
+                                properties=order)).head(20)
+    assert [c for c in rows.columns if c in chem.PROPERTY_NAMES] == order
+    for _, row in rows.iterrows():
+        mol = Chem.MolFromSmiles(row["smiles"])
+        for name in order:
+            assert row[name] == pytest.approx(rdkit[name](mol), rel=1e-6, abs=1e-6), name

@@ -56,3 +56,36 @@ def test_train_stage_fails_on_a_collapsed_latent_unless_allowed(
              if line.startswith("molvae train: error:")]
     assert len(error) == 1 and "0 active units" in error[0] and "lower beta_max" in error[0]
     assert main([*args, "--resume", "--allow-degenerate"]) == 0
+
+
+def test_sigterm_and_max_minutes_stop_with_a_checkpoint_that_resumes(
+        prepared_dir: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    with pytest.raises(ConfigError, match="max_minutes must be > 0"):
+        train(prepared_dir, tmp_path / "m", max_minutes=0)
+    timed = train(prepared_dir, tmp_path / "timed", epochs=50, max_train=None, log_every=1,
+                  max_minutes=1e-4)
+    assert not timed.progress.finished and timed.progress.step == 1
+    assert load_checkpoint(tmp_path / "timed")["progress"]["step"] == 1
+    out = tmp_path / "signalled"
+    command = [sys.executable, "-m", "molvae.cli", "train", "--data", str(prepared_dir),
+               "--out", str(out), "--preset", "tiny", "--epochs", "100000", "--batch-size", "8",
+               "--log-every", "1", "--eval-samples", "2", "--eval-molecules", "2",
+               "--no-log-model", "--device", "cpu", "--no-track", "-q", "--threads", "1"]
+    child = subprocess.Popen(command, env={**os.environ, "TQDM_DISABLE": "1"})
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:  # atomic
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 0
+    stopped = load_checkpoint(out)["progress"]
+    assert not stopped["finished"] and stopped["step"] >= 1
+    resumed = train(prepared_dir, out, epochs=100000, max_steps=stopped["step"] + 1,
+                    resume=True, max_train=None, eval_samples=2, eval_molecules=2)
+    assert resumed.progress.step == stopped["step"] + 1
+

@@ -26,7 +26,7 @@ import pandas as pd
 
 from molvae.config import from_dict
 from molvae.io import write_table
-from molvae.optim.search import METHODS
+from molvae.optim.registry import METHODS
 from molvae.stages.optimize import OptimizeConfig
 from molvae.stages.optimize import run as run_optimize
 

@@ -10,21 +10,24 @@ need TDC's classifier files and are left out):
 * each run gets a fresh budgeted oracle: a new distinct valid molecule (canonical RDKit
   SMILES) costs one call, a repeat is free, an invalid molecule costs and scores nothing, and
   no molecule is scored after ``--budget`` calls;
-* the score is PMO's AUC of the top-10 mean: the top-10 mean of the molecules scored so far,
-  taken every 100 calls and at the last call, integrated by the trapezoid rule from 0 (a run
-  that stopped early keeps its last value up to the budget), divided by the budget, so in
-  [0, 1]; also the top-1 and top-10 mean at the end;
+* the score is PMO's AUC of the top-10 mean (``pmo_auc_top10``,
+  :func:`molvae.optim.auc.pmo_auc`): the top-10 mean of the molecules scored so far, taken
+  every 100 calls and at the last call, integrated by the trapezoid rule from 0 (a run that
+  stopped early keeps its last value up to the budget), divided by the budget, so in [0, 1];
+  not the ``auc_top10`` of ``molvae optimize``, which reads the curve at every call. Also the
+  top-1 and top-10 mean at the end;
 * ``screening`` (random MOSES training molecules drawn with the seed, same budget) runs in the
   same invocation, so every method is reported as a ratio to it.
 
 Methods are functions ``method(oracle, run) -> stop reason`` in :data:`METHODS`; a new one is
-one more function there. molvae's methods (policy, the default of ``molvae optimize``; the
-latent optimizers cmaes, bo, random, gradient) run through molvae's own ``run_optimize`` with
-the task as a ``module:function`` objective calling the budgeted oracle, molvae's guards off;
-``--set KEY=VALUE`` passes any ``molvae optimize`` option (``init_size=200``: the policy starts
-from 200 training molecules of ``--data`` scored through the oracle, 2% of the budget: a search
-that starts from fewer random molecules spends more of its calls on its own; the README's PMO
-row gives the measured comparison with 500).
+one more function there. molvae's methods are read from :mod:`molvae.optim.registry` (policy,
+the default of ``molvae optimize``; the latent optimizers cmaes, bo, gradient, random), and
+each runs through :func:`molvae.optim.optimize.optimize` with the budgeted oracle as its
+objective (a Python callable), molvae's guards off; ``--set KEY=VALUE`` passes any ``molvae
+optimize`` option (``init_size=200``: the policy starts from 200 training molecules of
+``--data`` scored through the oracle, 2% of the budget: a search that starts from fewer random
+molecules spends more of its calls on its own; the README's PMO row gives the measured
+comparison with 500).
 
 Outputs: ``--out`` CSV (one row per task, method and seed), a printed table (per task the
 AUC of each method, mean over seeds, the sums, each sum as a ratio to screening's, wall time
@@ -42,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -58,22 +60,27 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pmo_tasks import TASKS, make_task  # noqa: E402
 
-TOP_K = 10
-FREQ_LOG = 100
+from molvae.config import from_dict  # noqa: E402
+from molvae.data.sources import read_moses  # noqa: E402
+from molvae.model.store import load_model  # noqa: E402
+from molvae.optim.auc import pmo_auc, top_k_mean  # noqa: E402
+from molvae.optim.objective_spec import parse_objective  # noqa: E402
+from molvae.optim.objectives import CallableObjective  # noqa: E402
+from molvae.optim.optimize import optimize  # noqa: E402
+from molvae.optim.registry import METHODS as MOLVAE_METHODS  # noqa: E402
+from molvae.optim.settings import Settings  # noqa: E402
+from molvae.tracking import local_model_dir  # noqa: E402
+
 SCREENING = "screening"
-OBJECTIVE_MODULE = "_pmo_budgeted_oracle"  # molvae imports the objective from this module
 
 
-# --- molvae: every import of molvae is here ----------------------------------------------------
+class RunObjective(CallableObjective):
+    """A run's budgeted oracle as molvae's objective. Its scores belong to that run alone (its
+    budget is spent in it), so molvae never reuses a calls.csv of an earlier run for it."""
 
-def molvae_api() -> types.SimpleNamespace:
-    """The molvae functions this harness uses."""
-    from molvae.data.sources import read_moses
-    from molvae.stages.optimize import OptimizeConfig
-    from molvae.stages.optimize import run as run_optimize
-
-    return types.SimpleNamespace(OptimizeConfig=OptimizeConfig, run_optimize=run_optimize,
-                                 read_moses=read_moses)
+    @property
+    def fingerprint(self) -> str | None:
+        return None
 
 
 # --- the budgeted oracle ----------------------------------------------------------------------
@@ -148,34 +155,6 @@ class BudgetedOracle:
         return np.array([value for _, _, value in self.log], dtype=float)
 
 
-def top_k_mean(scores: np.ndarray, k: int = TOP_K) -> float:
-    """Mean of the ``k`` best (of all there are when fewer); 0 for none."""
-    if not len(scores):
-        return 0.0
-    return float(np.mean(np.sort(scores)[::-1][:k]))
-
-
-def auc_top_k(scores: Sequence[float], budget: int, k: int = TOP_K,
-              freq: int = FREQ_LOG) -> float:
-    """PMO's AUC of the top-k mean against oracle calls, divided by the budget.
-
-    The curve is read every ``freq`` calls and at the last call, starts at 0 before the first
-    call, is integrated by the trapezoid rule, and is extended flat at its last value up to the
-    budget when the run stopped early (as PMO's ``top_auc`` with ``finish=True``).
-    """
-    scores = np.asarray(scores, dtype=float)[:budget]
-    n = len(scores)
-    if n == 0:
-        return 0.0
-    area, previous_calls, previous_value = 0.0, 0, 0.0
-    for calls in [*range(freq, n, freq), n]:
-        value = top_k_mean(scores[:calls], k)
-        area += (calls - previous_calls) * (value + previous_value) / 2
-        previous_calls, previous_value = calls, value
-    area += (budget - n) * previous_value
-    return area / budget
-
-
 # --- methods -----------------------------------------------------------------------------------
 
 @dataclass
@@ -198,7 +177,7 @@ def moses_train() -> list[str]:
     """The MOSES training SMILES (read once per process)."""
     global _MOSES
     if _MOSES is None:
-        _MOSES = molvae_api().read_moses("train")["smiles"].tolist()
+        _MOSES = read_moses("train")["smiles"].tolist()
     return _MOSES
 
 
@@ -216,56 +195,45 @@ def screening(oracle: BudgetedOracle, run: Run) -> str:
 screening.setup = lambda run: moses_train()  # type: ignore[attr-defined]
 
 
-def _score_with_current_oracle(smiles: str) -> float:
-    """molvae's objective: the budgeted oracle of the run in progress."""
-    return sys.modules[OBJECTIVE_MODULE].oracle(smiles)
-
-
 _WARMED: set[tuple[Any, ...]] = set()
 
 
 def molvae_method(method: str) -> Callable[[BudgetedOracle, Run], str]:
-    """A molvae latent optimizer (``molvae optimize --method METHOD``) as a PMO method."""
+    """A molvae method (``molvae optimize --method METHOD``) as a PMO method."""
 
-    def config(run: Run, **overrides: Any) -> Any:
+    def settings(run: Run, **overrides: Any) -> Settings:
         if run.model is None:
             raise SystemExit(f"method '{method}' needs --model")
-        settings = {
-            "model": run.model, "objective": f"{OBJECTIVE_MODULE}:score", "budget": run.budget,
-            "out": run.workdir / f"{run.task}-{method}-{run.seed}", "method": method,
-            "data": Path(run.data) if run.data else None, "seed": run.seed, "pains": False,
-            "radicals": False, "max_ring_size": None, "max_sa": None, "max_heavy_atoms": 1_000_000,
-            "max_tokens": 1_000_000, "grid_size": 0, "allow_degenerate": True,
-            "device": run.options.get("device", "cpu"),
-            "cache_dir": run.workdir / "latent-cache", **run.options.get("molvae", {}),
-            **overrides}
-        return molvae_api().OptimizeConfig(**settings)
+        return from_dict(Settings, {
+            "method": method, "budget": run.budget, "data": run.data, "seed": run.seed,
+            "pains": False, "radicals": False, "max_ring_size": None, "max_sa": None,
+            "max_heavy_atoms": 1_000_000, "max_tokens": 1_000_000, "grid_size": 0,
+            "allow_degenerate": True, "cache_dir": run.workdir / "latent-cache",
+            **run.options.get("molvae", {}), **overrides}, where="--set")
+
+    def model(run: Run) -> Any:
+        return load_model(local_model_dir(run.model), run.options.get("device", "cpu"))
 
     def setup(run: Run) -> None:
         """Encode the training set into the shared latent cache once, outside the timing."""
         key = (run.model, run.data, str(run.workdir))
         if run.data and key not in _WARMED:
-            molvae_api().run_optimize(config(run, objective="qed", method="random", budget=1,
-                                             out=run.workdir / "warm-up"))
+            optimize(model(run), parse_objective("qed"), settings(run, method="random", budget=1),
+                     run.workdir / "warm-up")
             _WARMED.add(key)
 
-    def optimize(oracle: BudgetedOracle, run: Run) -> str:
-        module = types.ModuleType(OBJECTIVE_MODULE)
-        module.oracle = oracle
-        module.score = _score_with_current_oracle
-        sys.modules[OBJECTIVE_MODULE] = module
-        result = molvae_api().run_optimize(config(run))
-        return str(result.metrics.get("stop_reason", ""))
+    def run_method(oracle: BudgetedOracle, run: Run) -> str:
+        outcome = optimize(model(run), RunObjective(oracle, f"pmo:{run.task}"), settings(run),
+                           run.workdir / f"{run.task}-{method}-{run.seed}")
+        return str(outcome.metrics.get("stop_reason", ""))
 
-    optimize.__name__ = method
-    optimize.setup = setup  # type: ignore[attr-defined]
-    return optimize
+    run_method.__name__ = method
+    run_method.setup = setup  # type: ignore[attr-defined]
+    return run_method
 
 
 METHODS: dict[str, Callable[[BudgetedOracle, Run], str]] = {
-    SCREENING: screening,
-    **{name: molvae_method(name) for name in ("cmaes", "bo", "random", "gradient", "policy")},
-}
+    SCREENING: screening, **{name: molvae_method(name) for name in MOLVAE_METHODS}}
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -290,7 +258,7 @@ def run_one(task: str, method: str, seed: int, budget: int, model: str | None,
         pd.DataFrame(oracle.log, columns=["call", "smiles", "score"]).to_csv(
             Path(traces) / f"{task}-{method}-{seed}.csv.gz", index=False)
     return {"task": task, "method": method, "seed": seed, "budget": budget,
-            "auc_top10": auc_top_k(scores, budget), "auc_top1": auc_top_k(scores, budget, k=1),
+            "pmo_auc_top10": pmo_auc(scores, budget), "pmo_auc_top1": pmo_auc(scores, budget, k=1),
             "top1": float(scores.max()) if len(scores) else 0.0,
             "top10_mean": top_k_mean(scores), "calls": oracle.calls, "stop": stop,
             "wall_seconds": seconds}
@@ -322,7 +290,8 @@ def _set_threads(threads: int) -> None:
 
 def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, str]:
     """Per task, each method's AUC (mean over seeds), the sums and the ratios to screening."""
-    auc = results.pivot_table(index="task", columns="method", values="auc_top10", aggfunc="mean")
+    auc = results.pivot_table(index="task", columns="method", values="pmo_auc_top10",
+                              aggfunc="mean")
     wall = results.pivot_table(index="task", columns="method", values="wall_seconds",
                                aggfunc="sum")
     calls = results.pivot_table(index="task", columns="method", values="calls", aggfunc="mean")
@@ -340,7 +309,7 @@ def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFra
     complete = auc[order].dropna()  # tasks every method finished
     sums = complete.sum()
     lines.append("")
-    lines.append(f"sum of AUC top-10 over the {len(complete)} tasks all methods ran: " +
+    lines.append(f"sum of PMO AUC top-10 over the {len(complete)} tasks all methods ran: " +
                  ", ".join(f"{m} {sums[m]:.3f}" for m in order))
     if SCREENING in sums and len(order) > 1:
         lines.append("ratio to screening: " + ", ".join(
@@ -422,8 +391,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def done(row: dict[str, Any]) -> None:
         rows.append(row)
         print(f"[{len(rows)}/{len(jobs)} {time.perf_counter() - started:6.0f} s] {row['task']} "
-              f"{row['method']} seed {row['seed']}: AUC top-10 {row['auc_top10']:.3f}, top-1 "
-              f"{row['top1']:.3f}, {row['calls']} calls, {row['wall_seconds']:.0f} s "
+              f"{row['method']} seed {row['seed']}: PMO AUC top-10 {row['pmo_auc_top10']:.3f}, "
+              f"top-1 {row['top1']:.3f}, {row['calls']} calls, {row['wall_seconds']:.0f} s "
               f"({row['stop']})", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)  # partial results survive a kill
@@ -440,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             done(run_one(*job, *common))
     results = pd.DataFrame(rows)
     _, text = summarize(results, args.methods)
-    print(f"\nPMO, budget {args.budget}, seeds {' '.join(map(str, args.seeds))}; AUC top-10 "
+    print(f"\nPMO, budget {args.budget}, seeds {' '.join(map(str, args.seeds))}; PMO AUC top-10 "
           f"(mean over seeds), wall seconds (sum over seeds), oracle calls (mean)\n{text}")
     print(f"total wall time {time.perf_counter() - started:.0f} s; results: {args.out}")
     return results

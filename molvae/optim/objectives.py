@@ -1,37 +1,20 @@
-"""What a molecule is worth: objectives parsed from a short spec, all "higher is better".
+"""What a molecule is worth: objectives, all "higher is better".
 
-Spec syntax (the ``--objective`` value of ``molvae optimize``):
-
-* ``qed``, ``logp``, ``plogp``, ``mw``, ... (any of :data:`molvae.chem.PROPERTY_NAMES`):
-  maximize that property; ``sa`` is minimized (its score is ``-SA``).
-* ``max:PROP`` / ``min:PROP``: choose the direction explicitly (``min:mw``).
-* ``PROP_range:LOW:HIGH[:WIDTH]``: 1 inside ``[LOW, HIGH]``, a Gaussian decay of scale
-  ``WIDTH`` outside (default: half the range), e.g. ``mw_range:300:450``.
-* ``similarity:SMILES``: Tanimoto similarity (Morgan r=2) to a target molecule.
-* ``package.module:function``: a user oracle, ``function(smiles: str) -> float``.
-* ``FILE.yaml``: a multi-property objective (MPO)::
-
-      combine: product          # sum (weighted sum) or product (product of value**weight)
-      terms:
-        - {name: qed, weight: 1}
-        - {name: sa, weight: 0.5, transform: sigmoid, low: 4.5, high: 2.5}
-        - {name: "similarity:c1ccccc1O", weight: 2}
-
-  ``name`` is any spec above. ``transform`` maps the term's raw value (SA itself, not -SA)
-  to a desirability in [0, 1]: ``linear`` (ramp from 0 at ``low`` to 1 at ``high``),
-  ``sigmoid`` (smooth step, 0.05 at ``low`` and 0.95 at ``high``; ``low > high`` reverses
-  it) or ``range`` (as ``PROP_range``). ``product`` needs every term in [0, 1]: a transform,
-  or a term that is bounded by nature (qed, similarity, a range).
-
-A score that cannot be computed is NaN, never 0, so a failure can never look like a result.
+A property, a similarity, a user's Python function, or a weighted combination of these;
+:mod:`molvae.optim.objective_spec` builds one from its short text. A score that cannot be
+computed is NaN, never 0, so a failure can never look like a result.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import inspect
 import logging
 import math
-import re
+import numbers
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,15 +24,12 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem
-from molvae.config import ConfigError, load_yaml
+from molvae.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-MINIMIZED = frozenset({"sa"})
 BOUNDED_PROPERTIES = frozenset({"qed"})
 TRANSFORMS = ("linear", "sigmoid", "range")
-TERM_KEYS = {"name", "weight", "transform", "low", "high", "width"}
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
@@ -114,6 +94,22 @@ class Objective(ABC):
         """The oriented score (higher is better); NaN when it cannot be computed."""
         return self.value(smiles, props)
 
+    def measured(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        """:meth:`value` and why it is NaN ('' when it is not, or nobody knows): the oracle
+        records the reason, so a broken objective is reported as such, not as a bad model."""
+        return self.value(smiles, props), ""
+
+    def scored(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        """:meth:`score` and why it is NaN (see :meth:`measured`)."""
+        return self.score(smiles, props), ""
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Everything a score depends on (the spec, the code or file that defines it), so a
+        rerun reuses recorded oracle calls only of exactly this objective; None when that
+        cannot be known (code without a source), and then nothing recorded is reused."""
+        return self.name
+
     @property
     def surrogate_property(self) -> tuple[str, float] | None:
         """(property, sign) when the score is sign * one property, so a property regressor
@@ -162,41 +158,152 @@ class SimilarityObjective(Objective):
         return chem.similarity(smiles, self.target)
 
 
+def real_number(result: object) -> float | None:
+    """``result`` as a float when it is a real number (a Python or NumPy number, a 0-d array
+    or tensor), else None: ``float("0.5")`` or ``float(True)``-style coercion of whatever a
+    function returns would turn a string or a status code into a score."""
+    if isinstance(result, numbers.Real):
+        return float(result)
+    if getattr(result, "ndim", None) == 0 and callable(getattr(result, "item", None)):
+        item = result.item()  # type: ignore[union-attr]
+        return float(item) if isinstance(item, numbers.Real) else None
+    return None
+
+
+def _source_digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
 class CallableObjective(Objective):
     """A Python callable ``function(smiles: str) -> float`` (e.g. from a notebook). An error
-    or a non-numeric result scores NaN (logged once): one bad molecule does not end a run."""
+    or a result that is not a real number scores NaN with the reason (the oracle records and
+    reports it): one bad molecule does not end a run, a function that fails on every molecule
+    of the first batch does (see :class:`~molvae.optim.oracle.Oracle`)."""
 
     def __init__(self, function: Callable[[str], float], name: str | None = None) -> None:
         if not callable(function):
             raise ConfigError(f"objective {function!r} is not callable")
-        self.function, self._warned = function, False
+        self.function = function
         self.name = name or getattr(function, "__name__", type(function).__name__)
 
-    def value(self, smiles: str, props: Mapping[str, float]) -> float:
+    def _call(self, smiles: str) -> tuple[float, str]:
         try:
-            return float(self.function(smiles))
+            result = self.function(smiles)
         except Exception as err:  # noqa: BLE001 -- any user error must become NaN, not a crash
-            if not self._warned:
-                log.warning("objective %s failed on %s: %s (scored NaN; further failures are "
-                            "not logged)", self.name, smiles, err)
-                self._warned = True
-            return math.nan
+            return math.nan, f"objective '{self.name}' raised {type(err).__name__}: {err}"
+        value = real_number(result)
+        if value is None:
+            shown = repr(result)
+            shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
+            return math.nan, (f"objective '{self.name}' returned {type(result).__name__} "
+                              f"{shown}, not a real number")
+        return value, ""
+
+    def value(self, smiles: str, props: Mapping[str, float]) -> float:
+        return self._call(smiles)[0]
+
+    def measured(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        return self._call(smiles)
+
+    def scored(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        return self._call(smiles)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The function's module, name, source text and the values bound to it (closure,
+        defaults, partial arguments, its object's state): two closures of one source with
+        different targets are different objectives. None without a source to read, or with
+        bound values that cannot be written out."""
+        target = _unwrapped(self.function)
+        try:
+            source = inspect.getsource(target if inspect.isroutine(target) or
+                                       inspect.isclass(target) else type(target))
+            state = _bound_state(self.function)
+        except Exception:  # noqa: BLE001 -- no source or an odd repr: reuse nothing, never fail
+            return None
+        return _source_digest(_defining_module(target),
+                              getattr(target, "__qualname__", self.name), source, state)
+
+
+def _bound_state(function: object) -> str:
+    """The values a callable carries besides its code, written out (their repr)."""
+    parts = []
+    while isinstance(function, functools.partial):
+        parts.append(repr((function.args, function.keywords)))
+        function = function.func
+    if inspect.ismethod(function):
+        parts.append(repr(function.__self__))
+        function = function.__func__
+    elif not inspect.isroutine(function) and not inspect.isclass(function):
+        parts.append(repr(getattr(function, "__dict__", function)))
+    for cell in getattr(function, "__closure__", None) or ():
+        parts.append(repr(cell.cell_contents))
+    parts.append(repr((getattr(function, "__defaults__", None),
+                       getattr(function, "__kwdefaults__", None))))
+    return "\0".join(parts)
+
+
+def _unwrapped(function: object) -> object:
+    """What a partial or a bound method ends up calling."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return getattr(function, "__func__", function)
+
+
+def _defining_module(function: object) -> str:
+    """The module that defines ``function`` (for a bound builtin like ``"".join``: its
+    object's type's module, ``builtins``)."""
+    module = getattr(function, "__module__", None)
+    if module is None:
+        module = type(getattr(function, "__self__", function)).__module__
+    return str(module)
+
+
+def _standard_library(module: str) -> bool:
+    return module.partition(".")[0] in sys.stdlib_module_names
 
 
 class FunctionObjective(CallableObjective):
-    """A user oracle ``package.module:function`` (a :class:`CallableObjective` found by path)."""
+    """A user oracle ``package.module:function`` (a :class:`CallableObjective` found by path).
+
+    Importing the module runs its code, and the function is then called with every molecule:
+    an objective spec can sit in a YAML file that is passed around as data, so only the user's
+    own code is accepted, never the standard library (``os:system`` would run each SMILES as
+    a shell command; ``antigravity:x`` would act on import, so the check comes first).
+    """
 
     def __init__(self, path: str) -> None:
         module_name, _, attribute = path.partition(":")
+        if _standard_library(module_name):
+            raise ConfigError(self._refusal(path, module_name))
         try:
-            function = getattr(importlib.import_module(module_name), attribute, None)
+            module = importlib.import_module(module_name)
         except ImportError as err:
             raise ConfigError(f"objective '{path}': cannot import module '{module_name}' "
                               f"({err})") from None
+        function = getattr(module, attribute, None)
         if not callable(function):
             raise ConfigError(f"objective '{path}': module '{module_name}' has no function "
                               f"'{attribute}'")
+        defined_in = _defining_module(_unwrapped(function))
+        if _standard_library(defined_in):  # e.g. ``from os import system`` in a user module
+            raise ConfigError(self._refusal(path, defined_in))
+        self.source = getattr(module, "__file__", None)
         super().__init__(function, path)
+
+    @staticmethod
+    def _refusal(path: str, module: str) -> str:
+        return (f"objective '{path}': '{module}' is part of Python's standard library, not an "
+                "objective; an import path (package.module:function) must name your own "
+                "function, because it is imported and called with every molecule")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The path and the bytes of the module's source file (None when it has none)."""
+        if not self.source or not Path(self.source).is_file():
+            return None
+        return _source_digest(self.name, hashlib.sha256(Path(self.source).read_bytes())
+                              .hexdigest())
 
 
 @dataclass(frozen=True)
@@ -208,9 +315,19 @@ class Term:
     transform: Desirability | None = None
 
     def score(self, smiles: str, props: Mapping[str, float]) -> float:
+        return self.scored(smiles, props)[0]
+
+    def scored(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        """The term's score and why it is NaN ('' when it is not)."""
         if self.transform is None:
-            return self.objective.score(smiles, props)
-        return self.transform(self.objective.value(smiles, props))
+            return self.objective.scored(smiles, props)
+        raw, why = self.objective.measured(smiles, props)
+        return self.transform(raw), why
+
+    @property
+    def fingerprint(self) -> str | None:
+        inner = self.objective.fingerprint
+        return None if inner is None else f"{self.weight!r}*{self.transform!r}({inner})"
 
     @property
     def bounded(self) -> bool:
@@ -228,112 +345,33 @@ class CombinedObjective(Objective):
         self.needs = None if any(n is None for n in needed) else frozenset().union(*needed)
 
     def value(self, smiles: str, props: Mapping[str, float]) -> float:
-        parts = [t.score(smiles, props) for t in self.terms]
-        if any(math.isnan(p) for p in parts):
-            return math.nan
+        return self.scored(smiles, props)[0]
+
+    def measured(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        return self.scored(smiles, props)
+
+    def scored(self, smiles: str, props: Mapping[str, float]) -> tuple[float, str]:
+        """The combination, or NaN with the first failing term's reason."""
+        parts = [t.scored(smiles, props) for t in self.terms]
+        for term, (part, why) in zip(self.terms, parts, strict=True):
+            if math.isnan(part):
+                return math.nan, f"term '{term.objective.name}': {why or 'NaN'}"
+        values = [part for part, _ in parts]
         if self.combine == "sum":
-            return float(sum(t.weight * p for t, p in zip(self.terms, parts, strict=True)))
-        return float(math.prod(p ** t.weight for t, p in zip(self.terms, parts, strict=True)))
+            total = float(sum(t.weight * p for t, p in zip(self.terms, values, strict=True)))
+        else:
+            total = float(math.prod(p ** t.weight
+                                    for t, p in zip(self.terms, values, strict=True)))
+        return total, "" if not math.isnan(total) else \
+            f"{self.combine} of the terms is NaN (check the weights)"
 
+    @property
+    def fingerprint(self) -> str | None:
+        """The combination and its terms (weights, transforms, their objectives), not the
+        file's name: a renamed copy is the same objective, an edited weight is not."""
+        terms = [t.fingerprint for t in self.terms]
+        return None if None in terms else f"{self.combine}[{'; '.join(terms)}]"
 
-def _number(text: str, what: str, spec: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"objective '{spec}': {what} must be a number, got '{text}'") from None
-
-
-def _parse_range(spec: str) -> PropertyObjective:
-    head, *numbers = spec.split(":")
-    prop = head[: -len("_range")]
-    if len(numbers) not in (2, 3):
-        raise ConfigError(f"objective '{spec}': expected {prop}_range:LOW:HIGH[:WIDTH]")
-    low, high = (_number(n, w, spec) for n, w in zip(numbers, ("LOW", "HIGH"), strict=False))
-    width = _number(numbers[2], "WIDTH", spec) if len(numbers) == 3 else None
-    try:
-        transform = Desirability("range", low, high, width)
-    except ConfigError as err:
-        raise ConfigError(f"objective '{spec}': {err}") from None
-    return PropertyObjective(prop, transform=transform, name=spec)
-
-
-def _parse_term(entry: object, where: str) -> Term:
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    if not isinstance(entry, dict) or "name" not in entry:
-        raise ConfigError(f"{where}: each term needs a 'name' (an objective spec), got {entry!r}")
-    unknown = set(entry) - TERM_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in term '{entry['name']}' "
-                          f"(valid: {sorted(TERM_KEYS)})")
-    weight = _number(str(entry.get("weight", 1.0)), "weight", where)
-    transform = None
-    if "transform" in entry:
-        missing = [k for k in ("low", "high") if k not in entry]
-        if missing:
-            raise ConfigError(f"{where}: term '{entry['name']}' has a transform but no "
-                              f"{' or '.join(missing)}")
-        try:
-            transform = Desirability(str(entry["transform"]),
-                                     _number(str(entry["low"]), "low", where),
-                                     _number(str(entry["high"]), "high", where),
-                                     _number(str(entry["width"]), "width", where)
-                                     if "width" in entry else None)
-        except ConfigError as err:
-            raise ConfigError(f"{where}: term '{entry['name']}': {err}") from None
-    return Term(parse_objective(str(entry["name"])), weight, transform)
-
-
-def _parse_file(path: Path) -> CombinedObjective:
-    data = load_yaml(path)
-    unknown = set(data) - {"combine", "terms"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)} (valid: combine, terms)")
-    combine = str(data.get("combine", "sum"))
-    if combine not in ("sum", "product"):
-        raise ConfigError(f"{path}: combine must be 'sum' or 'product', got '{combine}'")
-    entries = data.get("terms")
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: 'terms' must be a non-empty list of {{name, weight, ...}}")
-    terms = [_parse_term(e, f"{path}: terms[{i}]") for i, e in enumerate(entries)]
-    if combine == "product":
-        for term in terms:
-            if not term.bounded:
-                raise ConfigError(f"{path}: term '{term.objective.name}' is not in [0, 1]; "
-                                  f"give it a transform to combine it by product")
-            if term.weight <= 0:
-                raise ConfigError(f"{path}: term '{term.objective.name}' needs a weight > 0 in "
-                                  f"a product, got {term.weight}")
-    return CombinedObjective(terms, combine, name=path.name)
-
-
-def parse_objective(spec: str) -> Objective:
-    """Build an objective from its spec (see the module docstring); a bad spec is a ConfigError.
-
-    Args:
-        spec: e.g. ``qed``, ``min:sa``, ``mw_range:300:450``, ``similarity:CCO``,
-            ``mypackage.oracles:dock``, ``mpo.yaml``.
-    """
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("objective is empty")
-    if spec.endswith((".yaml", ".yml")):
-        return _parse_file(Path(spec))
-    head, _, rest = spec.partition(":")
-    if head in chem.PROPERTY_NAMES and not rest:
-        return PropertyObjective(head, -1.0 if head in MINIMIZED else 1.0)
-    if head in ("max", "min"):
-        return PropertyObjective(rest, 1.0 if head == "max" else -1.0, name=spec)
-    if head.endswith("_range"):
-        return _parse_range(spec)
-    if head == "similarity":
-        return SimilarityObjective(rest)
-    if _IMPORT_PATH.match(spec):
-        return FunctionObjective(spec)
-    raise ConfigError(
-        f"objective '{spec}' not understood: use a property ({', '.join(chem.PROPERTY_NAMES)}), "
-        "max:PROP, min:PROP, PROP_range:LOW:HIGH, similarity:SMILES, package.module:function "
-        "or an MPO .yaml file")
 
 
 def score_table(objective: Objective, table: pd.DataFrame) -> np.ndarray | None:

@@ -1,6 +1,6 @@
 """The decoder as a policy: fine-tune a copy of the model toward high scores, z as its input.
 
-Why: the latent optimizers of :mod:`molvae.optim.search` move a point through a fixed decoder,
+Why: the latent optimizers (CMA-ES, BO, gradient, random) move a point through a fixed decoder,
 so they only reach what that decoder already writes well. This method moves the generator
 itself, with the recipe that makes REINVENT strong on the PMO benchmark (Olivecrona et al.
 2017; Gao et al. 2022), in its hill-climbing form (Thomas et al. 2022), plus what a decoder
@@ -10,9 +10,9 @@ conditioned on z allows and an unconditional language model does not:
   from its decoder. Most of that part (``local``) is written from z near the z of a
   remembered good molecule, drawn by rank, so each is a variation of a good molecule (the
   mutation of a genetic algorithm, in latent space); the rest comes from the model's fitted
-  prior, which keeps exploring. Measured on PMO tasks: the agent learning alone barely
-  climbs, because what it learns for one z hardly moves what it writes for another;
-  sampling near good z alone climbs slowly; together they climb fast;
+  prior, which keeps exploring. The agent learning alone barely climbs, because what it
+  learns for one z hardly moves what it writes for another; sampling near good z alone climbs
+  slowly; together they climb fast;
 * each molecule's score is mapped to [0, 1] by the range of scores seen so far (anything that
   is not a solution counts 0), so one ``sigma`` suits objectives of any scale;
 * the agent's log-likelihood log π(x | z) is pulled toward the *augmented likelihood*
@@ -27,13 +27,10 @@ conditioned on z allows and an unconditional language model does not:
   crossover and mutation (Jensen 2019, through ``mol_ga``), as Genetic GFN does (Kim et al.
   2024): the graph operators reach molecules the decoder rarely writes, and the agent learns
   from the offspring it can write (z their encoding), so what the GA finds pulls the decoder
-  along. Measured at 4,000 calls on PMO tasks, this lifts the plateau the decoder alone
-  reaches (celecoxib rediscovery 0.371 → 0.549, median2 0.208 → 0.263 at the 0.9 share);
+  along, past the plateau the decoder alone reaches;
 * the GA breeds ``screen`` times more new children than it scores and spends the calls on
   those whose nearest scored molecules (Tanimoto, :class:`molvae.chem.NeighbourScores`) score
   best: children resemble their parents, so the molecules already scored are a free surrogate.
-  Measured on the 20 PMO tasks at 10,000 calls (seed 0), three children per call lifted the
-  sum from 1.59x screening to 1.67x (celecoxib rediscovery 0.484 → 0.595).
 
 With a prepared data set the memory starts from scored training molecules (free labels when
 the objective is a property column, else a random sample scored through the oracle).
@@ -45,130 +42,116 @@ from __future__ import annotations
 
 import copy
 import heapq
+from dataclasses import dataclass
 from random import Random
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
 from mol_ga.sample_population import uniform_quantile_sampling
 
 from molvae import chem
+from molvae.config import option
+from molvae.model.likelihood import sampled_log_likelihood
 from molvae.model.ops import tokenize
-from molvae.model.vae import SelfiesVAE
-from molvae.optim.search import LatentOptimizer
+from molvae.optim.memory import Memory, pad_rows, trim
+from molvae.optim.objectives import score_table
+from molvae.optim.search import Evaluator, LatentOptimizer, Problem, fill_failures
+
+MEMORY_SIZE = 100  # best molecules kept for replay
 
 
-def sequence_log_likelihood(model: SelfiesVAE, z: torch.Tensor, tokens: torch.Tensor
-                            ) -> torch.Tensor:
-    """log p(tokens | z) per row [B], as sampled by ``decode_ids`` (its banned tokens masked).
+@dataclass(frozen=True)
+class PolicyOptions:
+    """Options of the ``policy`` method (see the module docstring for what each part does)."""
 
-    Args:
-        tokens: [B, T] ids starting with bos, ending with eos (or cut at the longest length),
-            then pad.
+    sigma: float = option(500.0, help="weight of the [0, 1]-scaled score in the augmented "
+                          "likelihood (REINVENT's sigma)", bounds="(0, inf)")
+    learning_rate: float = option(5e-3, help="Adam step size of the agent", bounds="(0, inf)")
+    top_fraction: float = option(0.5, help="best share of each batch that trains the agent",
+                                 bounds="(0, 1]")
+    replay: int = option(64, help="best molecules so far replayed each step", bounds="[0, inf)")
+    local: float = option(0.9, help="share of the agent's molecules written near the best "
+                          "molecules so far (their z plus noise); the rest from the prior",
+                          bounds="[0, 1]")
+    radius: float = option(0.1, help="spread of z around the best molecules, in units of the "
+                           "prior's", bounds="(0, inf)")
+    temperature: float = option(1.0, help="sampling temperature of the agent (lower keeps "
+                                "constrained searches nearer the start)", bounds="(0, inf)")
+    updates: int = option(2, help="agent updates per batch (the extra ones replay the memory)",
+                          bounds="[1, inf)")
+    crossover: float = option(0.9, help="share of each batch bred by Graph GA crossover and "
+                              "mutation of the best molecules so far", bounds="[0, 1)")
+    population: int = option(500, help="best molecules the GA breeds from", bounds="[1, inf)")
+    screen: int = option(3, help="GA children bred per child scored; above 1 only those whose "
+                         "most similar scored molecules score best are scored",
+                         bounds="[1, inf)")
+
+
+def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Training molecules with scores, for the policy's memory: the best of the free labels
+    when there are any, else ``init_size`` random ones scored by the oracle (calls spent).
+
+    Returns:
+        (SMILES, scores, z), z the molecules' encodings.
     """
-    logits = model.teacher_forced_logits(z, tokens).float()
-    banned = model.banned_tokens.expand_as(logits).clone()
-    banned[:, 0] = model.banned_first_tokens
-    log_probs = F.log_softmax(logits.masked_fill(banned, float("-inf")), dim=-1)
-    targets = tokens[:, 1:]
-    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return torch.where(targets != model.vocab.pad_id, picked, 0.0).sum(dim=1)
-
-
-class Memory:
-    """The best distinct molecules seen, with the z and tokens that wrote them."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: dict[str, tuple[float, torch.Tensor, torch.Tensor]] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def add(self, smiles: list[str | None], scores: np.ndarray, z: torch.Tensor,
-            tokens: list[torch.Tensor]) -> None:
-        for i, (text, score) in enumerate(zip(smiles, scores, strict=True)):
-            if text and np.isfinite(score) and text not in self.entries:
-                self.entries[text] = (float(score), z[i], tokens[i])
-        if len(self.entries) > self.size:
-            kept = sorted(self.entries.items(), key=lambda item: -item[1][0])[:self.size]
-            self.entries = dict(kept)
-
-    def sample(self, n: int, rng: np.random.Generator, by_rank: bool = False
-               ) -> tuple[np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """``n`` entries: (raw scores, z [n, D], token rows).
-
-        Uniformly and each at most once by default; ``by_rank`` draws with replacement, the
-        i-th best with weight 1 / (1 + i), so the search leans on the best few molecules
-        without forgetting the rest (rank weighting as in Tripp et al. 2020).
-        """
-        values = sorted(self.entries.values(), key=lambda entry: -entry[0])
-        if by_rank:
-            weights = 1.0 / (1.0 + np.arange(len(values)))
-            picked = rng.choice(len(values), size=n, p=weights / weights.sum())
-        else:
-            picked = rng.choice(len(values), size=min(n, len(values)), replace=False)
-        scores = np.array([values[i][0] for i in picked])
-        z = torch.stack([values[i][1] for i in picked])
-        return scores, z, [values[i][2] for i in picked]
-
-
-def _pad_rows(rows: list[torch.Tensor], pad_id: int) -> torch.Tensor:
-    """Token rows of different lengths, padded to the longest."""
-    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id)
-
-
-def _trim(tokens: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
-    """Each row without its trailing pad."""
-    lengths = (tokens != pad_id).sum(dim=1).tolist()
-    return [row[:n] for row, n in zip(tokens, lengths, strict=True)]
+    assert problem.train is not None and problem.train_z is not None
+    usable = np.flatnonzero(np.isfinite(problem.train_z).all(axis=1))
+    labels = score_table(problem.objective, problem.train)
+    if labels is not None:
+        picked = usable[np.argsort(-fill_failures(labels[usable]), kind="stable")[:1000]]
+    else:
+        size = min(problem.init_size, len(usable), max(1, problem.oracle.budget // 4))
+        picked = problem.rng.choice(usable, size=size, replace=False)
+    smiles = problem.train["smiles"].iloc[picked].tolist()
+    scores = labels[picked] if labels is not None else Evaluator(
+        problem.model, problem.oracle, "policy/init").score(problem.train_z[picked], smiles)
+    return smiles, scores, problem.train_z[picked]
 
 
 class PolicySearch(LatentOptimizer):
     """The model's decoder fine-tuned as a policy; see the module docstring.
 
     Args:
-        sigma: weight of the [0, 1] score in the augmented likelihood.
-        learning_rate: Adam step size of the agent.
-        top_fraction: share of each batch (the best) that enters the loss.
-        replay: molecules replayed from the memory every step.
-        memory_size: best molecules kept for replay.
-        temperature: sampling temperature of the agent.
-        updates: gradient steps per batch; the ones after the first learn from the memory
-            alone (more learning per oracle call, as augmented memory does).
-        local: share of the agent's molecules written from z near a remembered molecule's z
-            (a mutation of a good molecule, as a genetic algorithm would make), the rest from
-            the prior.
-        radius: spread of those z, in units of the prior's.
-        crossover: share of each batch bred by the GA instead of written by the agent.
-        population: best molecules seen (any source) that the GA breeds from.
-        screen: new GA children bred per child scored; of them, the ones whose most similar
-            scored molecules score best are scored (1: a random choice).
+        options: what the user may tune (:class:`PolicyOptions`).
         constrained: draw z around ``warm.center`` (the start molecule), not from the prior.
-        seed: seeds the agent's sampling.
+        seed: seeds the agent's sampling and the GA.
+        memory_size: best molecules kept for replay.
     """
 
-    def __init__(self, *args: object, sigma: float = 500.0, learning_rate: float = 5e-3,
-                 top_fraction: float = 0.5, replay: int = 64, memory_size: int = 100,
-                 temperature: float = 1.0, constrained: bool = False, updates: int = 2,
-                 local: float = 0.9, radius: float = 0.1, crossover: float = 0.9,
-                 population: int = 500, screen: int = 3, seed: int = 0,
-                 **kwargs: object) -> None:
+    def __init__(self, *args: Any, options: PolicyOptions, constrained: bool = False,
+                 seed: int = 0, memory_size: int = MEMORY_SIZE, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.constrained, self.updates = constrained, updates
-        self.local, self.radius = local, radius
-        self.sigma, self.learning_rate, self.temperature = sigma, learning_rate, temperature
-        self.top_fraction, self.replay = top_fraction, replay
+        self.constrained, self.updates = constrained, options.updates
+        self.local, self.radius = options.local, options.radius
+        self.sigma, self.learning_rate = options.sigma, options.learning_rate
+        self.temperature = options.temperature
+        self.top_fraction, self.replay = options.top_fraction, options.replay
         self.prior = self.evaluate.model
         self.memory = Memory(memory_size)
-        self.crossover, self.population_size = crossover, population
+        self.crossover, self.population_size = options.crossover, options.population
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
-        self.screen, self.neighbours = screen, chem.NeighbourScores()
+        self.screen, self.neighbours = options.screen, chem.NeighbourScores()
         self.ga_rng = Random(seed)
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen
         self.restart()
+
+    @classmethod
+    def build(cls, problem: Problem, options: PolicyOptions) -> PolicySearch:
+        """The policy, its memory started from the start molecule (constrained mode) or from
+        scored training molecules (with prepared data)."""
+        evaluate = problem.evaluator()
+        policy = cls(evaluate, problem.empty_start(), problem.batch_size, problem.rng,
+                     options=options, constrained=problem.start_z is not None,
+                     seed=problem.seed)
+        if problem.start_record is not None and problem.start_z is not None:
+            policy.remember([str(problem.start)], np.array([problem.start_record["score"]]),
+                            problem.start_z[None])
+        elif problem.train_z is not None:
+            policy.remember(*training_examples(problem))
+        return policy
 
     def remember(self, smiles: list[str], scores: np.ndarray, z: np.ndarray) -> None:
         """Put known molecules (e.g. scored training molecules, z their encodings) in the
@@ -270,7 +253,7 @@ class PolicySearch(LatentOptimizer):
         smiles = [vocab.to_smiles(row) for row in ids.tolist()]
         scores = self.evaluate.score(z.cpu().numpy(), smiles)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
-        return smiles, scores, z, _trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
+        return smiles, scores, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
 
     def _bred(self, n: int) -> tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]:
         """Up to ``n`` GA offspring, scored; those the model can write come back with their
@@ -309,13 +292,13 @@ class PolicySearch(LatentOptimizer):
                 batch_rows = [*batch_rows, *replay_tokens]
             if batch_rows:
                 self._observe_range(batch_scores)  # replayed scores count too
-                self._learn(batch_z, _pad_rows(batch_rows, vocab.pad_id),
+                self._learn(batch_z, pad_rows(batch_rows, vocab.pad_id),
                             self._scaled(batch_scores))
 
     def _learn(self, z: torch.Tensor, tokens: torch.Tensor, scaled: np.ndarray) -> None:
         with torch.no_grad():
-            prior = sequence_log_likelihood(self.prior, z, tokens)
-        agent = sequence_log_likelihood(self.agent, z, tokens)
+            prior = sampled_log_likelihood(self.prior, z, tokens)
+        agent = sampled_log_likelihood(self.agent, z, tokens)
         target = prior + self.sigma * torch.as_tensor(scaled, dtype=torch.float32,
                                                       device=prior.device)
         loss = (target - agent).pow(2).mean()

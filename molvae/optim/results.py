@@ -1,5 +1,5 @@
 """What an optimization run leaves behind: the ranked candidates, the trace, the headline
-numbers (top-k, the PMO AUC of the top-10 curve) and their pictures."""
+numbers (top-k, the area under the top-10 curve read at every call) and their pictures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pandas as pd
 
 from molvae import plots
 from molvae.io import write_json, write_table
-from molvae.optim.oracle import TOP_K, Oracle
+from molvae.optim.auc import TOP_K, auc_every_call
+from molvae.optim.oracle import Oracle
 
 
 def _top_mean(scores: pd.Series, k: int) -> float:
@@ -20,18 +21,23 @@ def _top_mean(scores: pd.Series, k: int) -> float:
 
 def summarize(method: str, oracle: Oracle, table: pd.DataFrame,
               start_record: dict[str, Any] | None, seconds: float, stop: str) -> dict[str, Any]:
-    """Headline numbers: top-k of the solutions, the PMO AUC, counts, the improvement."""
+    """Headline numbers: top-k of the solutions, the AUC of the top-10 curve (read at every
+    call, :func:`~molvae.optim.auc.auc_every_call`), counts, the improvement."""
     solutions = table.loc[table["solution"], "score"] if len(table) else pd.Series(dtype=float)
     metrics: dict[str, Any] = {
         "method": method, "objective": oracle.objective.name, "budget": oracle.budget,
         "n_calls": oracle.calls, "stop_reason": stop, "wall_seconds": seconds,
         "top1": _top_mean(solutions, 1), "top3_mean": _top_mean(solutions, 3),
-        "top10_mean": _top_mean(solutions, TOP_K), "auc_top10": oracle.auc_top(),
+        "top10_mean": _top_mean(solutions, TOP_K),
+        "auc_top10": auc_every_call(oracle.top_trace, oracle.budget),
         "n_solutions": int(len(solutions)),
         "n_pass_filters": int(table["passes_filters"].sum()) if len(table) else 0,
         "n_nan_scores": int(table["score"].isna().sum()) if len(table) else 0,
         "n_nonfinite_scores": int(table["score_failure"].str.contains("non-finite").sum())
         if len(table) else 0,
+        "n_reused_calls": oracle.reused,
+        "first_score_failure": next((r["score_failure"] for r in oracle.records.values()
+                                     if r["score_failure"]), None),
     }
     if "novel" in table:
         metrics["novel_top10_fraction"] = float(table.loc[table["solution"], "novel"]
@@ -80,14 +86,16 @@ def _strict_json(value: Any) -> Any:
     return value
 
 
-def finish(out: Path, config: dict[str, Any], oracle: Oracle, train: pd.DataFrame | None,
-           start_record: dict[str, Any] | None, seconds: float, stop: str,
-           grid_size: int) -> tuple[dict[str, Any], pd.DataFrame, list[Path]]:
-    """Rank, summarize and write everything the oracle has scored; returns the metrics, the
-    trace and the files written. Also called on an interrupted run, so nothing paid for is
-    lost."""
+def finish(out: Path | None, config: dict[str, Any], oracle: Oracle,
+           train: pd.DataFrame | None, start_record: dict[str, Any] | None, seconds: float,
+           stop: str, grid_size: int) -> tuple[dict[str, Any], pd.DataFrame, list[Path]]:
+    """Rank, summarize and write (to ``out``, unless None) everything the oracle has scored;
+    returns the metrics, the trace and the files written. Also called on an interrupted run,
+    so nothing paid for is lost."""
     table, trace = finish_table(oracle.table(), train), oracle.trace()
     metrics = summarize(config["method"], oracle, table, start_record, seconds, stop)
+    if out is None:
+        return metrics, trace, []
     return metrics, trace, write_outputs(out, config, table, trace, metrics, start_record,
                                          grid_size)
 
@@ -96,6 +104,10 @@ def degenerate_advice(metrics: dict[str, Any]) -> str | None:
     """Why a finished run is useless and what to change (None when it found solutions)."""
     if metrics["n_solutions"]:
         return None
+    if metrics["n_calls"] and metrics["n_nan_scores"] == metrics["n_calls"]:
+        return (f"the objective failed on all {metrics['n_calls']} molecules scored (first: "
+                f"{metrics['first_score_failure']}): fix the objective; set allow_degenerate "
+                "to keep such a run")
     return (f"optimization found no solution in {metrics['n_calls']} of {metrics['budget']} "
             f"oracle calls (stopped: {metrics['stop_reason']}; {metrics['n_nan_scores']} "
             f"scores NaN, {metrics['n_pass_filters']} passed the guards): the model may have "

@@ -1,8 +1,10 @@
-"""Latent-space optimizers: random (prior) sampling, CMA-ES, trust-region BO, gradient ascent
-(and the shared loop that :mod:`molvae.optim.policy` also runs in).
+"""The loop every optimizer runs in, and what the optimizers share.
 
-All four share one loop: propose a batch of latent points → decode greedily → score through
-the :class:`~molvae.optim.oracle.Oracle` → observe. Greedy decoding makes z → molecule a fixed
+Each optimizer (one module each: :mod:`~molvae.optim.random_search`, :mod:`~molvae.optim.cmaes`,
+:mod:`~molvae.optim.bo`, :mod:`~molvae.optim.gradient`, :mod:`~molvae.optim.policy`; listed in
+:mod:`molvae.optim.registry`) is a :class:`LatentOptimizer` stepped by :func:`run_search`:
+propose a batch of latent points → decode greedily → score through the
+:class:`~molvae.optim.oracle.Oracle` → observe. Greedy decoding makes z → molecule a fixed
 function, so an optimizer sees a consistent (if piecewise constant) landscape. The oracle
 returns NaN for anything that is not a solution (invalid, failing the guards, too dissimilar
 to the start); optimizers treat NaN as worse than anything seen (:func:`fill_failures`), which
@@ -12,27 +14,20 @@ steers them away from such regions without inventing a score.
 from __future__ import annotations
 
 import logging
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import cma
 import numpy as np
-import torch
-from scipy.stats import norm
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+import pandas as pd
 from tqdm.auto import tqdm
 
 from molvae.model.vae import SelfiesVAE
+from molvae.optim.objectives import Objective, score_table
 from molvae.optim.oracle import Oracle
 
 log = logging.getLogger(__name__)
-
-METHODS = ("policy", "cmaes", "bo", "gradient", "random")  # policy: molvae.optim.policy
-ACQUISITIONS = ("ei", "ucb")
 
 
 def fill_failures(values: np.ndarray) -> np.ndarray:
@@ -99,13 +94,105 @@ class Evaluator:
         return np.concatenate(zs), np.concatenate(ys)
 
 
+@dataclass
+class Problem:
+    """What every optimizer is built from (see :meth:`LatentOptimizer.build`).
+
+    Attributes:
+        model: the model whose latent space (or decoder) is searched.
+        objective: what is maximized.
+        oracle: who scores, under the budget.
+        rng: the run's random generator, drawn from in a fixed order, so a seed repeats a run.
+        method: the method's name, recorded with every molecule it proposes.
+        batch_size: latent points proposed per step.
+        init_size: the initial design scored through the oracle when no labels are free.
+        radius: constrained mode: the spread of the search around the start's z.
+        seed: the run's seed, for the generators a method keeps of its own.
+        train: the training table (prepared data), for free labels and the policy's memory.
+        train_z: its latents [N, D] (NaN rows: molecules the model cannot encode).
+        start: constrained mode: the molecule to improve (canonical SMILES).
+        start_z: its z [D].
+        start_record: its oracle record (scored outside the budget).
+        regress: a ``molvae regress`` output folder, whose surrogate the gradient method can
+            climb instead of fitting one.
+    """
+
+    model: SelfiesVAE
+    objective: Objective
+    oracle: Oracle
+    rng: np.random.Generator
+    method: str
+    batch_size: int
+    init_size: int
+    radius: float
+    seed: int
+    train: pd.DataFrame | None = None
+    train_z: np.ndarray | None = None
+    start: str | None = None
+    start_z: np.ndarray | None = None
+    start_record: dict[str, Any] | None = None
+    regress: Path | None = None
+
+    def evaluator(self) -> Evaluator:
+        """Decodes and scores for the method, recording its name with each molecule."""
+        return Evaluator(self.model, self.oracle, self.method)
+
+    def empty_start(self) -> WarmStart:
+        """Nothing known yet: the search is centred on the prior (or on the start's z, within
+        ``radius``); for methods that sample their own first batch."""
+        if self.start_z is not None:
+            center, scale = self.start_z.astype(float), self.radius
+        else:
+            center, scale = np.zeros(self.model.latent_dim), 1.0
+        return WarmStart(np.empty((0, len(center))), np.empty(0), center, scale)
+
+    def warm_start(self) -> WarmStart:
+        """Free training labels when there are any, else an initial design scored by the
+        oracle (at most a quarter of the budget): around the start's z in constrained mode,
+        else training latents (with prepared data) or prior samples."""
+        dim = self.model.latent_dim
+        if self.start_z is not None:
+            center, scale = self.start_z.astype(float), self.radius
+            design = center + scale * self.rng.standard_normal((self.init_size, dim))
+            design[0] = center
+        else:
+            center, scale = np.zeros(dim), 1.0
+            labels = score_table(self.objective, self.train) if self.train is not None else None
+            if labels is not None and self.train_z is not None:
+                usable = np.isfinite(self.train_z).all(axis=1)
+                log.info("warm start: %d training molecules with free %s labels", usable.sum(),
+                         self.objective.name)
+                return WarmStart(self.train_z[usable], labels[usable], center, scale)
+            if self.train_z is not None:
+                usable = np.flatnonzero(np.isfinite(self.train_z).all(axis=1))
+                picked = self.rng.choice(usable, size=min(self.init_size, len(usable)),
+                                         replace=False)
+                design = self.train_z[picked].astype(float)
+            else:
+                design = self.rng.standard_normal((self.init_size, dim))
+        design = design[:max(1, min(len(design), self.oracle.budget // 4))]
+        initial = Evaluator(self.model, self.oracle, f"{self.method}/init")
+        return WarmStart(design, initial(design), center, scale)
+
+
 class LatentOptimizer(ABC):
-    """One optimizer: :meth:`step` proposes, evaluates and observes one batch."""
+    """One optimizer: :meth:`step` proposes, evaluates and observes one batch.
+
+    A subclass is built by :meth:`build` from a :class:`~molvae.optim.problem.Problem` and its
+    own options dataclass (declared in its module, registered in :mod:`molvae.optim.registry`),
+    which holds the defaults of the options a user can set.
+    """
 
     def __init__(self, evaluate: Evaluator, warm: WarmStart, batch_size: int,
                  rng: np.random.Generator) -> None:
         self.evaluate, self.warm, self.batch_size, self.rng = evaluate, warm, batch_size, rng
         self.dim = warm.center.shape[0]
+
+    @classmethod
+    @abstractmethod
+    def build(cls, problem: Problem, options: Any) -> LatentOptimizer:
+        """The optimizer for ``problem``, warm-started as the method needs, with ``options``
+        (an instance of the options dataclass the method is registered with)."""
 
     @abstractmethod
     def step(self) -> None:
@@ -114,202 +201,6 @@ class LatentOptimizer(ABC):
     @abstractmethod
     def restart(self) -> None:
         """Called when several steps in a row found no new molecule (a stuck search)."""
-
-
-class RandomSearch(LatentOptimizer):
-    """z ~ N(center, scale² I): the prior itself (or a ball around the start): the baseline."""
-
-    def step(self) -> None:
-        noise = self.rng.standard_normal((self.batch_size, self.dim))
-        self.evaluate(self.warm.center + self.warm.scale * noise)
-
-    def restart(self) -> None:
-        """Nothing to reset: every batch is already a fresh draw."""
-
-
-class CmaEs(LatentOptimizer):
-    """CMA-ES (Hansen's ``cma``) from the best warm-start point; restarts from the next best."""
-
-    def __init__(self, *args: object, sigma: float = 0.5, seed: int = 0, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.sigma, self.seed, self.restarts = sigma, seed, 0
-        self.starts = self.warm.best(16)
-        self.strategy = self._strategy(self.starts[0])
-
-    def _strategy(self, mean: np.ndarray) -> cma.CMAEvolutionStrategy:
-        options = {"popsize": self.batch_size, "seed": self.seed + self.restarts + 1,
-                   "verbose": -9}
-        return cma.CMAEvolutionStrategy(np.asarray(mean, dtype=float),
-                                        self.sigma * self.warm.scale, options)
-
-    def step(self) -> None:
-        population = np.asarray(self.strategy.ask())
-        fitness = fill_failures(self.evaluate(population))
-        self.strategy.tell(list(population), list(-fitness))  # cma minimizes
-        if self.strategy.stop():
-            self.restart()
-
-    def restart(self) -> None:
-        self.restarts += 1
-        self.strategy = self._strategy(self.starts[self.restarts % len(self.starts)])
-
-
-class TrustRegionBO(LatentOptimizer):
-    """Batch Bayesian optimization in a trust region around the incumbent (TuRBO-1 style).
-
-    Why a trust region: with 32-128 latent dimensions and hundreds of points, a global GP is
-    nearly flat and its acquisition maximum sits far out where the decoder was never trained.
-    A local GP (the points nearest the incumbent) in a box that grows after successes and
-    shrinks after failures (Eriksson et al. 2019) keeps proposals near decodable, good points;
-    a PCA subspace would instead fix the directions before knowing which ones matter.
-
-    Batch choice: acquisition (EI or UCB) on random candidates in the box, then the best ones
-    that decode to distinct, not yet scored molecules, so no batch slot is spent on a repeat.
-    """
-
-    def __init__(self, *args: object, acquisition: str = "ei", length: float = 0.8,
-                 min_length: float = 0.02, max_length: float = 3.2, gp_points: int = 256,
-                 candidates: int = 2000, seed: int = 0, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.acquisition, self.seed = acquisition, seed
-        self.initial_length, self.min_length, self.max_length = length, min_length, max_length
-        self.gp_points, self.n_candidates = gp_points, candidates
-        self.success_tolerance, self.failure_tolerance = 3, max(4, self.dim // self.batch_size)
-        self.starts, self.restarts = self.warm.best(16), 0
-        self._reset(self.starts[0])
-
-    def _reset(self, center: np.ndarray) -> None:
-        self.center = np.asarray(center, dtype=float)
-        self.length = self.initial_length * self.warm.scale
-        self.successes = self.failures = 0
-        self.best = -np.inf
-
-    def _fit(self, z: np.ndarray, y: np.ndarray) -> GaussianProcessRegressor:
-        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * Matern(1.0, (1e-2, 1e2), nu=2.5) \
-            + WhiteKernel(1e-2, (1e-6, 1.0))
-        gp = GaussianProcessRegressor(kernel, normalize_y=True, random_state=self.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return gp.fit(z, y)
-
-    def _candidates(self) -> np.ndarray:
-        """Uniform points in the box; each perturbs only some coordinates of the centre, which
-        TuRBO found to work better in high dimension than moving all of them."""
-        n, d = self.n_candidates, self.dim
-        box = self.center + self.length / 2 * self.rng.uniform(-1, 1, (n, d))
-        mask = self.rng.random((n, d)) < min(1.0, 20 / d)
-        mask[np.arange(n), self.rng.integers(0, d, n)] = True
-        return np.where(mask, box, self.center)
-
-    def _score(self, gp: GaussianProcessRegressor, z: np.ndarray, best: float) -> np.ndarray:
-        mean, std = gp.predict(z, return_std=True)
-        if self.acquisition == "ucb":
-            return mean + 2.0 * std
-        std = np.maximum(std, 1e-9)
-        improvement = (mean - best) / std
-        return (mean - best) * norm.cdf(improvement) + std * norm.pdf(improvement)
-
-    def step(self) -> None:
-        z_all, y_all = self.evaluate.history(self.warm)
-        y_all = fill_failures(y_all)
-        if self.best == -np.inf:  # first step after a (re)start: incumbent is the centre
-            self.best = float(y_all[np.argmin(np.linalg.norm(z_all - self.center, axis=1))])
-        nearest = np.argsort(np.linalg.norm(z_all - self.center, axis=1))[:self.gp_points]
-        gp = self._fit(z_all[nearest], y_all[nearest])
-        candidates = self._candidates()
-        order = np.argsort(-self._score(gp, candidates, float(y_all[nearest].max())))
-        shortlist = candidates[order[:4 * self.batch_size]]
-        smiles = self.evaluate.decode(shortlist)
-        chosen, seen = [], set(self.evaluate.oracle.records)
-        for i, text in enumerate(smiles):
-            if text and text not in seen and len(chosen) < self.batch_size:
-                chosen.append(i)
-                seen.add(text)
-        if not chosen:
-            self._record(-np.inf, None)
-            return
-        fitness = self.evaluate.score(shortlist[chosen], [smiles[i] for i in chosen])
-        if np.isnan(fitness).all():
-            self._record(-np.inf, None)
-            return
-        top = int(np.nanargmax(fitness))
-        self._record(float(fitness[top]), shortlist[chosen][top])
-
-    def _record(self, value: float, point: np.ndarray | None) -> None:
-        """TuRBO's bookkeeping: grow the box after successes, shrink it after failures."""
-        if point is not None and value > self.best + 1e-3 * abs(self.best):
-            self.best, self.center = value, point
-            self.successes, self.failures = self.successes + 1, 0
-        else:
-            self.successes, self.failures = 0, self.failures + 1
-        if self.successes >= self.success_tolerance:
-            self.length, self.successes = min(2 * self.length, self.max_length), 0
-        if self.failures >= self.failure_tolerance:
-            self.length, self.failures = self.length / 2, 0
-        if self.length < self.min_length:
-            self.restart()
-
-    def restart(self) -> None:
-        self.restarts += 1
-        self._reset(self.starts[self.restarts % len(self.starts)])
-
-
-class GradientAscent(LatentOptimizer):
-    """Gradient ascent on a differentiable surrogate from many starts, LIMO-style.
-
-    Each step climbs ``surrogate(z) - prior_weight * ||z - center||² / 2`` with Adam from the
-    best points seen so far (slightly jittered, so repeated starts explore), decodes points
-    along every trajectory and scores them with the oracle. The prior term keeps z where the
-    decoder was trained. The surrogate is refitted on everything observed every
-    ``refit_every`` steps, because a surrogate is most wrong exactly where it is climbed to.
-    """
-
-    def __init__(self, *args: object, surrogate: torch.nn.Module,
-                 refit: Callable[[np.ndarray, np.ndarray], torch.nn.Module] | None,
-                 sign: float = 1.0, steps: int = 40, lr: float = 0.05,
-                 prior_weight: float = 0.05, snapshots: int = 8, refit_every: int = 4,
-                 jitter: float = 0.1, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.surrogate, self.refit, self.sign = surrogate, refit, sign
-        self.steps, self.lr, self.prior_weight = steps, lr, prior_weight
-        self.snapshots, self.refit_every, self.jitter = snapshots, refit_every, jitter
-        self.rounds = 0
-
-    def _starts(self) -> np.ndarray:
-        n = max(1, self.batch_size // self.snapshots)
-        z_all, y_all = self.evaluate.history(self.warm)
-        pool = z_all[np.argsort(-fill_failures(y_all), kind="stable")[:4 * n]]
-        picked = pool[self.rng.choice(len(pool), size=n, replace=len(pool) < n)]
-        return picked + self.jitter * self.warm.scale * self.rng.standard_normal(picked.shape)
-
-    def _climb(self, starts: np.ndarray) -> np.ndarray:
-        """Adam ascent; returns ``snapshots`` evenly spaced points of every trajectory."""
-        z = torch.tensor(starts, dtype=torch.float32, requires_grad=True)
-        center = torch.as_tensor(self.warm.center, dtype=torch.float32)
-        optimizer = torch.optim.Adam([z], lr=self.lr)
-        keep_at = set(np.linspace(1, self.steps, self.snapshots).round().astype(int).tolist())
-        trajectory = []
-        for step in range(1, self.steps + 1):
-            predicted = self.sign * self.surrogate.standardized(z)
-            prior = 0.5 * ((z - center) ** 2).sum(dim=1)
-            loss = -(predicted - self.prior_weight * prior).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step in keep_at:
-                trajectory.append(z.detach().numpy().copy())
-        return np.concatenate(trajectory)
-
-    def step(self) -> None:
-        self.surrogate.eval()
-        self.evaluate(self._climb(self._starts()))
-        self.rounds += 1
-        if self.refit is not None and self.rounds % self.refit_every == 0:
-            self.surrogate, self.sign = self.refit(*self.evaluate.history(self.warm)), 1.0
-
-    def restart(self) -> None:
-        """Jitter harder for a while: the best points keep climbing to known molecules."""
-        self.jitter = min(2 * self.jitter, 1.0)
 
 
 def run_search(optimizer: LatentOptimizer, oracle: Oracle, patience: int = 20) -> str:

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from molvae.model.likelihood import sampled_log_likelihood
 from molvae.model.store import load_model
 from molvae.optim import search as opt
-from molvae.optim.objectives import parse_objective
+from molvae.optim.memory import Memory
+from molvae.optim.objective_spec import parse_objective
 from molvae.optim.oracle import Oracle
-from molvae.optim.policy import Memory, PolicySearch, sequence_log_likelihood
+from molvae.optim.policy import PolicyOptions, PolicySearch
 
 
 def policy(tiny_model: Path, oracle: Oracle, **options: object) -> PolicySearch:
@@ -20,24 +22,25 @@ def policy(tiny_model: Path, oracle: Oracle, **options: object) -> PolicySearch:
     dim = model.latent_dim
     empty = opt.WarmStart(np.empty((0, dim)), np.empty(0), np.zeros(dim))
     evaluate = opt.Evaluator(model, oracle, "policy")
-    return PolicySearch(evaluate, empty, batch_size=16, rng=np.random.default_rng(0), **options)
+    return PolicySearch(evaluate, empty, batch_size=16, rng=np.random.default_rng(0),
+                        options=PolicyOptions(**options))
 
 
-def test_sequence_log_likelihood_matches_the_sampler(tiny_model: Path) -> None:
+def test_sampled_log_likelihood_matches_the_sampler(tiny_model: Path) -> None:
     """The likelihood the agent trains is that of the tokens ``decode_ids`` sampled."""
     model = load_model(tiny_model, "cpu")
     z = model.prior_samples(8, generator=torch.Generator().manual_seed(0))
     ids = model.decode_ids(z, greedy=True)
     tokens = torch.cat([torch.full((8, 1), model.vocab.bos_id), ids], dim=1)
     with torch.no_grad():
-        log_p = sequence_log_likelihood(model, z, tokens)
+        log_p = sampled_log_likelihood(model, z, tokens)
     assert torch.isfinite(log_p).all() and (log_p <= 0).all()
     # greedy tokens are each step's most likely: no sequence of that length is likelier
     one = tokens[:1].clone()
     last = int((one[0] != model.vocab.pad_id).sum()) - 1
     one[0, last] = (one[0, last] + 1) % len(model.vocab) or model.vocab.eos_id
     with torch.no_grad():
-        assert sequence_log_likelihood(model, z[:1], one) < log_p[0]
+        assert sampled_log_likelihood(model, z[:1], one) < log_p[0]
 
 
 def test_policy_climbs_and_respects_the_budget(tiny_model: Path) -> None:

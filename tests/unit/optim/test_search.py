@@ -17,8 +17,13 @@ import pytest
 from molvae import chem
 from molvae.config import ConfigError, from_dict
 from molvae.optim import search as opt
-from molvae.optim.objectives import parse_objective
+from molvae.optim.auc import auc_every_call
+from molvae.optim.bo import BOOptions, TrustRegionBO
+from molvae.optim.cmaes import CmaEs, CmaEsOptions
+from molvae.optim.gradient import GradientAscent, GradientOptions
+from molvae.optim.objective_spec import parse_objective
 from molvae.optim.oracle import Oracle
+from molvae.optim.random_search import RandomSearch
 
 FRAGMENTS = ("", "C", "CO", "CCN", "CC(=O)N", "C1CCCC1", "c1ccccc1", "c1ccc2ccccc2c1")
 TOY_DIM = 6
@@ -55,17 +60,18 @@ def make(method: str, oracle: Oracle, warm: opt.WarmStart, rng: np.random.Genera
     evaluate = opt.Evaluator(ToyDecoder(), oracle, method)
     common = {"batch_size": 12, "rng": rng}
     if method == "random":
-        return opt.RandomSearch(evaluate, warm, **common)
+        return RandomSearch(evaluate, warm, **common)
     if method == "cmaes":
-        return opt.CmaEs(evaluate, warm, sigma=0.5, **common)
+        return CmaEs(evaluate, warm, options=CmaEsOptions(sigma=0.5), **common)
     if method == "bo":
-        return opt.TrustRegionBO(evaluate, warm, candidates=300, **common)
+        return TrustRegionBO(evaluate, warm, options=BOOptions(), candidates=300, **common)
 
     def refit(z: np.ndarray, y: np.ndarray):  # noqa: ANN202
         return fit_surrogate(z, opt.fill_failures(y), epochs=40, hidden_dim=32)
 
-    return opt.GradientAscent(evaluate, warm, surrogate=refit(warm.z, warm.y), refit=refit,
-                              steps=12, lr=0.1, snapshots=3, refit_every=5, **common)
+    options = GradientOptions(ascent_steps=12, learning_rate=0.1, refit_every=5)
+    return GradientAscent(evaluate, warm, options=options, surrogate=refit(warm.z, warm.y),
+                          refit=refit, snapshots=3, **common)
 
 
 @pytest.mark.parametrize("method", ["random", "cmaes", "bo", "gradient"])
@@ -87,10 +93,11 @@ def test_a_search_that_finds_nothing_new_stops_early() -> None:
     oracle = Oracle(parse_objective("qed"), budget=50)
     evaluate = opt.Evaluator(ConstantDecoder(), oracle, "random")
     warm = opt.WarmStart(np.zeros((0, TOY_DIM)), np.zeros(0), np.zeros(TOY_DIM))
-    search = opt.RandomSearch(evaluate, warm, 4, np.random.default_rng(0))
+    search = RandomSearch(evaluate, warm, 4, np.random.default_rng(0))
     assert opt.run_search(search, oracle, patience=5) == "stalled"
     assert oracle.calls == 1
-    assert oracle.auc_top() == pytest.approx(chem.smiles_properties("CCO")["qed"])
+    qed = chem.smiles_properties("CCO")["qed"]
+    assert auc_every_call(oracle.top_trace, oracle.budget) == pytest.approx(qed)
 
 
 def test_fill_failures_ranks_nan_last() -> None:
@@ -107,7 +114,8 @@ def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object)
     config = from_dict(OptimizeConfig, {
         "model": str(tiny_model), "data": str(prepared_dir), "out": str(tmp_path / "out"),
         "budget": 12, "batch_size": 8, "init_size": 8, "patience": 3, "device": "cpu",
-        "ascent_steps": 5, "surrogate_epochs": 10, "surrogate_hidden": 16, "grid_size": 0,
+        "gradient_ascent_steps": 5, "gradient_surrogate_epochs": 10,
+        "gradient_surrogate_hidden": 16, "grid_size": 0,
         "allow_degenerate": True, **options})
     return run(config)
 
@@ -115,20 +123,20 @@ def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object)
 def test_novel_only_keeps_training_molecules_out_of_the_solutions(
         tiny_model: Path, prepared_dir: Path, tmp_path: Path) -> None:
     from molvae.model.store import load_model
-    from molvae.optim.setup import Context, make_filters
-    from molvae.stages.optimize import OptimizeConfig
+    from molvae.optim.optimize import resolved_guards
+    from molvae.optim.settings import Settings
 
     train = pd.read_parquet(prepared_dir / "train.parquet")
-    context = Context(load_model(tiny_model, "cpu"), train=train)
-    options = {"model": str(tiny_model), "data": str(prepared_dir)}
-    assert make_filters(from_dict(OptimizeConfig, options), context).known == frozenset()
-    guarded = make_filters(from_dict(OptimizeConfig, {**options, "novel_only": True}), context)
+    model = load_model(tiny_model, "cpu")
+    options = {"data": str(prepared_dir)}
+    assert resolved_guards(from_dict(Settings, options), model, train).known == frozenset()
+    guarded = resolved_guards(from_dict(Settings, {**options, "novel_only": True}), model, train)
     assert guarded.known == frozenset(train["smiles"])
     result = run(tiny_model, prepared_dir, tmp_path, method="random", novel_only=True)
     table = pd.read_csv(result.out / "candidates.csv")
     assert table.loc[table["solution"], "novel"].all()
     with pytest.raises(ConfigError, match="novel_only needs data"):
-        from_dict(OptimizeConfig, {"model": str(tiny_model), "novel_only": True})
+        from_dict(Settings, {"novel_only": True})
 
 
 def test_size_guard_counts_heavy_atoms_when_prep_computed_no_properties(
@@ -136,14 +144,14 @@ def test_size_guard_counts_heavy_atoms_when_prep_computed_no_properties(
     """Data prepared with ``--properties none`` has no heavy_atoms column: the guard's default
     (the training set's largest molecule) is counted from the SMILES, not a KeyError."""
     from molvae.model.store import load_model
-    from molvae.optim.setup import Context, make_filters
-    from molvae.stages.optimize import OptimizeConfig
+    from molvae.optim.optimize import resolved_guards
+    from molvae.optim.settings import Settings
 
     train = pd.read_parquet(prepared_dir / "train.parquet")
-    options = from_dict(OptimizeConfig, {"model": str(tiny_model), "data": str(prepared_dir)})
+    settings = from_dict(Settings, {"data": str(prepared_dir)})
     model = load_model(tiny_model, "cpu")
-    with_column = make_filters(options, Context(model, train=train))
-    without = make_filters(options, Context(model, train=train.drop(columns="heavy_atoms")))
+    with_column = resolved_guards(settings, model, train)
+    without = resolved_guards(settings, model, train.drop(columns="heavy_atoms"))
     assert without.max_heavy_atoms == with_column.max_heavy_atoms == train["heavy_atoms"].max()
     assert without.max_tokens == with_column.max_tokens == train["n_tokens"].max()
 

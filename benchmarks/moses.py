@@ -4,6 +4,8 @@ whole-molecule reconstruction and active units, printed as a row of the MOSES RE
     python benchmarks/moses.py --minutes 9                    # one ≤10-minute step; rerun it
     python benchmarks/moses.py --max-train 20000 --preset small --reference prepared --no-fcd \
         --set sample.n=2000 --reconstruct 2000      # a quick look on a CPU
+    python benchmarks/moses.py --model moses --reconstruct 10000 --workdir runs/moses-shipped
+                                                    # the row of a trained (or shipped) model
 
 The recipe is ``pipelines/moses.yaml`` (prep of the MOSES train set, the ``default`` model,
 30,000 samples from the fitted prior, scoring against the MOSES test and scaffold-test sets
@@ -26,9 +28,9 @@ import numpy as np
 import yaml
 
 from molvae import chem
+from molvae.api import load
 from molvae.data.sources import read_moses
 from molvae.model.loss import active_units
-from molvae.model.store import load_model
 from molvae.pipeline import Pipeline, load_pipeline, run_pipeline
 
 RECIPE = Path(__file__).resolve().parents[1] / "pipelines" / "moses.yaml"
@@ -51,15 +53,19 @@ def recipe(args: argparse.Namespace) -> tuple[Pipeline, list[str]]:
     stage folders under ``--workdir`` (a copy of the recipe is written there)."""
     spec = yaml.safe_load(RECIPE.read_text())
     spec["workdir"] = args.workdir
-    spec["stages"] = {k: v for k, v in spec["stages"].items() if k in STAGES}
+    stages = ("sample", "score") if args.model else STAGES
+    spec["stages"] = {k: v for k, v in spec["stages"].items() if k in stages}
+    if args.model:  # a trained model: its samples and score only
+        spec["stages"]["sample"]["model"] = args.model
     if args.reference == "prepared":  # the pipeline then links score to prep's test split
         spec["stages"]["score"].pop("reference", None)
     local = Path(args.workdir) / "moses.yaml"
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_text(yaml.safe_dump(spec, sort_keys=False))
-    overrides = [f"train.preset={args.preset}", f"train.epochs={args.epochs}",
-                 f"score.fcd={'false' if args.no_fcd else 'true'}",
-                 f"train.checkpoint_every={args.checkpoint_every}", *args.set]
+    overrides = [f"score.fcd={'false' if args.no_fcd else 'true'}", *args.set]
+    if not args.model:
+        overrides += [f"train.preset={args.preset}", f"train.epochs={args.epochs}",
+                      f"train.checkpoint_every={args.checkpoint_every}"]
     if args.max_train:
         overrides.append(f"prep.limit={args.max_train}")
     if args.batch_size:
@@ -84,9 +90,9 @@ def train_until(pipeline: Pipeline, overrides: list[str], deadline: float,
     return True
 
 
-def reconstruction(model_dir: Path, limit: int, seed: int, device: str) -> dict[str, float]:
+def reconstruction(model: str, limit: int, seed: int, device: str) -> dict[str, float]:
     """Greedy reconstruction from μ of MOSES test molecules, and active units over them."""
-    model = load_model(model_dir, device)
+    model = load(model, device)
     smiles = [s for s in map(chem.canonical_smiles, read_moses("test")["smiles"]) if s]
     rng = np.random.default_rng(seed)
     chosen = [smiles[i] for i in rng.permutation(len(smiles))[:limit]]
@@ -126,6 +132,8 @@ def main() -> None:
                         "held-out split (the MOSES reference statistics take long on a CPU)")
     parser.add_argument("--no-fcd", action="store_true", help="skip FCD (its reference "
                         "statistics take ~15 CPU minutes once)")
+    parser.add_argument("--model", help="score this trained model (a folder or a shipped "
+                        "model's name) instead of preparing and training one")
     parser.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-track", action="store_true")
@@ -135,9 +143,10 @@ def main() -> None:
     pipeline, overrides = recipe(args)
     stages = {s.name: s for s in pipeline.stages}
     track = not args.no_track
-    if not stages["prep"].done:
+    if not args.model and not stages["prep"].done:
         run_pipeline(pipeline, only="prep", track=track)
-    if not stages["train"].done and not train_until(pipeline, overrides, deadline, track):
+    if not args.model and not stages["train"].done and \
+            not train_until(pipeline, overrides, deadline, track):
         return
     for name in ("sample", "score"):
         if not stages[name].done:
@@ -148,9 +157,9 @@ def main() -> None:
     result_file = Path(args.workdir) / "moses_row.json"
     scores = json.loads((stages["score"].folder / "metrics.json").read_text())["metrics"]
     limit = args.reconstruct or 10**9
-    extra = reconstruction(stages["train"].folder, limit, 0, args.device)
-    label = f"molvae {args.preset}" + (f" (first {args.max_train} MOSES molecules)"
-                                       if args.max_train else "")
+    extra = reconstruction(args.model or str(stages["train"].folder), limit, 0, args.device)
+    label = f"molvae {args.model}" if args.model else f"molvae {args.preset}" + (
+        f" (first {args.max_train} MOSES molecules)" if args.max_train else "")
     result_file.write_text(json.dumps({"label": label, **scores, **extra}, indent=2))
     print(table(scores, label))
     print(f"\nreconstruction (greedy from mu, {extra['n_reconstructed']} MOSES test molecules): "

@@ -12,6 +12,7 @@ The few things a notebook needs, importable without loading torch or RDKit until
     molvae.reconstruct(model, ["CCO"])
     molvae.score(model, ["CCO"])              # ELBO terms: an out-of-distribution score
     molvae.optimize(model, objective=lambda smiles: ..., budget=100)
+    molvae.analogs(model, ["CCO"], n=20)      # similar molecules, for data augmentation
 
 See :mod:`molvae.api` for the arguments. Each command-line stage is also one Python call:
 ``molvae.stages.registry.run_stage(name, config)``.
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 API = ("load", "sample", "encode", "decode", "interpolate", "reconstruct", "score", "predict",
-       "optimize")
+       "optimize", "analogs")
 
 
 def _version() -> str:

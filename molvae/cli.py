@@ -9,12 +9,15 @@ with ``molvae.stages.run_stage(name, config)``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import errno
 import logging
 import os
 import sys
 import typing
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from molvae import __version__
 from molvae import config as cfg
@@ -24,22 +27,18 @@ log = logging.getLogger("molvae")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, config_type: type) -> None:
-    hints = cfg.field_types(config_type)
-    for field in dataclasses.fields(config_type):
-        inner, _ = cfg.unwrap_optional(hints[field.name])
+    for field in cfg.flat_fields(config_type):  # option blocks flattened: --cmaes-sigma
+        inner, _ = cfg.unwrap_optional(field.type)
         is_list = typing.get_origin(inner) is list
-        help_text = field.metadata.get("help", "")
-        default = field.default if field.default is not dataclasses.MISSING else (
-            field.default_factory() if field.default_factory is not dataclasses.MISSING
-            else None)
+        help_text, default = field.help, field.default
         if default not in (None, "", []) and inner is not bool:
             help_text += f" (default: {','.join(map(str, default)) if is_list else default})"
         kwargs: dict[str, Any] = {"help": help_text, "default": argparse.SUPPRESS}
-        if field.metadata.get("positional"):
+        if field.positional:
             parser.add_argument(field.name, nargs="+" if is_list else None,
                                 metavar=field.name.upper(), **kwargs)
             continue
-        flags = [f"--{field.name.replace('_', '-')}", *field.metadata.get("aliases", ())]
+        flags = [f"--{field.name.replace('_', '-')}", *field.aliases]
         if inner is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif is_list:
@@ -64,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == chosen:
             _add_config_flags(p, stage.config_type())
     _add_run_parser(sub)
+    _add_serve_parser(sub)
     return parser
 
 
@@ -82,16 +82,87 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    """The ``molvae serve MODEL`` sub-command (see :mod:`molvae.tracking.server`)."""
+    p = sub.add_parser("serve", help="serve a model over HTTP (MLflow's /invocations protocol)",
+                       description="Serve a model over HTTP with MLflow's scoring protocol: "
+                       "n_samples → smiles, smiles → latent means (see the README). Requests are "
+                       "bounded: too many molecules is HTTP 400, and a request past --timeout is "
+                       "504 and its work stops, as it does when the client hangs up. Errors are "
+                       "one line; tracebacks stay in the server's log.")
+    p.add_argument("model", metavar="MODEL", help="a model folder, a shipped model name "
+                   "(moses) or a models:/NAME/VERSION or runs:/RUN_ID/model URI")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "
+                   "%(default)s; the server has no authentication, so widen it only on purpose)")
+    p.add_argument("--port", type=int, default=5001, help="TCP port (default: %(default)s)")
+    # 10,000 is also molvae.tracking.serving.DEFAULT_MAX_SAMPLES (not imported: it loads MLflow)
+    p.add_argument("--max-samples", type=_at_least_one, default=10_000, help="most molecules "
+                   "one request may ask for (n_samples, all rows together); more is HTTP 400 "
+                   "(default: %(default)s)")
+    p.add_argument("--timeout", type=_at_least_one, default=60, metavar="SECONDS",
+                   help="a request still running after this long is answered 504 and its work "
+                   "stops (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only")
+
+
 def _run_pipeline(args: argparse.Namespace) -> None:
     """What ``molvae run`` does with its parsed arguments."""
     from molvae.pipeline import load_pipeline, run_pipeline
 
+    _check_overrides(args.overrides)
     pipeline = load_pipeline(args.pipeline, args.overrides)
     statuses = run_pipeline(pipeline, only=args.only, start=args.start, force=args.force,
                             track=not args.no_track)
     for stage in pipeline.stages:
         if stage.name in statuses:
             print(f"{stage.name:9s} {statuses[stage.name]:7s} {stage.folder}")
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    """Each ``--set`` value must parse as YAML; the error names the option (YAML's own error is
+    a traceback-like block with a caret and no option)."""
+    for assignment in overrides:
+        try:
+            yaml.safe_load(assignment.partition("=")[2])
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+            raise cfg.ConfigError(f"--set {assignment}: the value is not valid YAML "
+                                  f"({problem})") from None
+
+
+WRITE_ERRNOS = {getattr(errno, name, errno.ENOSPC) for name in ("ENOSPC", "EDQUOT", "EROFS",
+                                                                 "EFBIG")}
+"""Errors of a write that often name no file (a full disk mid-write): the stage's output is
+named instead (EDQUOT is not defined everywhere)."""
+
+
+def _os_error(err: OSError, out: Any) -> str:
+    """One line for an operating-system error (a traceback once): the path it names and what
+    went wrong, e.g. ``prepared/.work: No space left on device``; when it names no path, the
+    stage's output ``out`` for a failed write."""
+    if err.strerror is None:  # raised with a message of its own (molvae's, a library's)
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p)
+             for p in (err.filename, err.filename2) if p is not None]
+    if len(paths) == 2 and Path(paths[0]).name.startswith("."):  # an atomic write's temp file
+        paths = paths[1:]
+    if not paths:
+        return f"cannot write {out}: {err.strerror}" if err.errno in WRITE_ERRNOS and out \
+            else err.strerror
+    line = f"{' -> '.join(paths)}: {err.strerror}"
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        in_the_way = next((p for p in (Path(paths[0]), *Path(paths[0]).parents)
+                           if p.is_file()), None)
+        if in_the_way is not None:
+            line += f" ({in_the_way} is a file, not a folder)"
+    return line
 
 
 def _flatten_lists(value: Any) -> Any:
@@ -110,18 +181,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args()
+    out = None  # the stage's output, named when a failed write names no file
     try:
         if args.command == "run":
             _run_pipeline(args)
+            return 0
+        if args.command == "serve":
+            from molvae.tracking.server import serve
+
+            serve(args.model, args.host, args.port, args.max_samples, args.timeout)
             return 0
         stage = get_stage(args.command)
         options = cfg.load_yaml(args.config) if args.config else {}
         special = {"command", "config", "no_track", "quiet"}
         options.update({k: _flatten_lists(v) for k, v in vars(args).items() if k not in special})
         config = cfg.from_dict(stage.config_type(), options, where=args.command)
+        out = getattr(config, "out", None)
         result = run_stage(args.command, config, track=not args.no_track)
-    except (cfg.ConfigError, FileNotFoundError, ValueError) as err:
+    except (cfg.ConfigError, ValueError) as err:
         print(f"molvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only or occupied path, a file for a folder
+        print(f"molvae {args.command}: error: {_os_error(err, out)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,23 +1,29 @@
 """Atomic file writing and reading tables users already have (CSV, TSV, Parquet, SMILES).
 
 Every output is written to a temporary file in the same folder and renamed into place, so a
-crash never leaves a half-written file that a later run would trust.
+crash never leaves a half-written file that a later run would trust; a folder whose files must
+belong together (prep's) is built beside its place and swapped in whole. An output is written
+by one process at a time: :func:`output_lock`.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
+import uuid
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -37,6 +43,130 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class Busy(ValueError):
+    """Another process holds a lock this one needs. A ValueError, so the CLI prints its one line
+    and exits 2 rather than a traceback."""
+
+
+def _write_pid(fd: int) -> None:
+    """Record the holder in its lock file, so whoever finds the lock taken can say who has it."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def lock_holder(lock_file: Path) -> str:
+    """The pid written in a lock file by its holder ('unknown' when it wrote none)."""
+    try:
+        words = Path(lock_file).read_text().split()
+    except OSError:
+        return "unknown"
+    return words[0] if words and words[0].isdigit() else "unknown"
+
+
+@contextmanager
+def exclusive(lock_file: str | Path, busy: str, timeout: float = 0) -> Iterator[None]:
+    """Hold the inter-process lock ``lock_file`` for the block; this process may re-enter it
+    (a stage's runner and the stage both lock its output).
+
+    Args:
+        lock_file: the lock (created with its folder, deleted when the last hold ends: a
+            waiter that locked the deleted file sees that and takes the new one).
+        busy: the error when another process holds it past ``timeout``; ``{pid}`` in it becomes
+            the holder's pid.
+        timeout: seconds to wait for the holder (0: fail at once).
+
+    Raises:
+        Busy: another process holds the lock.
+        ValueError: the lock cannot be created (its folder is a file, or read-only).
+    """
+    lock_file = Path(lock_file)
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_file, timeout=timeout, is_singleton=True, on_acquired=_write_pid)
+        lock.acquire()
+    except Timeout:
+        raise Busy(busy.replace("{pid}", lock_holder(lock_file))) from None
+    except OSError as err:
+        raise ValueError(f"cannot lock {lock_file}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        if lock.lock_counter == 1:  # the last hold: delete while held, no file left behind
+            with suppress(OSError):
+                lock_file.unlink()
+        lock.release()
+
+
+LOCK_SUFFIX = ".molvae.lock"
+
+
+def output_lock(out: str | Path) -> AbstractContextManager[None]:
+    """The lock of a stage's output ``out`` (a folder or a file), failing at once when another
+    process writes it: two runs into one folder would mix their inputs.
+
+    The lock is ``.NAME.molvae.lock`` beside ``out``, not inside it: prep swaps its whole folder
+    in, and a lock inside would leave with the old folder while a second process locked the
+    new one. The real path is locked, so two spellings of one folder share a lock.
+    """
+    out = Path(os.path.realpath(out))
+    return exclusive(out.parent / f".{out.name}{LOCK_SUFFIX}",
+                     f"{out} is being written by another molvae process (pid {{pid}})")
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; when the block succeeds it takes ``path``'s
+    place whole (the old folder renamed away, the new one renamed in, the old one deleted).
+
+    A crash or kill at any moment leaves the old folder whole or the new one whole, never a
+    folder whose files come from two runs. The block runs under :func:`output_lock`; leftovers
+    of a killed run are cleared first, and an old folder renamed away just before a kill is
+    put back. Whatever was at ``path`` is replaced: the caller decides whether it may be.
+    """
+    path = Path(os.path.realpath(path))
+    with output_lock(path):
+        _clear_leftovers(path)
+        new = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+        try:
+            yield new
+            os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes 0700; outputs get the usual mode
+            _swap_in(new, path)
+        finally:
+            shutil.rmtree(new, ignore_errors=True)  # still there only when the block failed
+
+
+def _leftovers(path: Path, kind: str) -> list[Path]:
+    return list(path.parent.glob(f".{glob.escape(path.name)}.{kind}-*"))
+
+
+def _clear_leftovers(path: Path) -> None:
+    """Delete what a killed :func:`atomic_folder` left beside ``path`` (a half-built new
+    folder, an old one not yet deleted); an old folder without a ``path`` was renamed away
+    and the kill came before the new one went in: it is whole, so it goes back."""
+    old = sorted(_leftovers(path, "old"), key=lambda p: p.stat().st_ctime)
+    if old and not os.path.lexists(path):
+        os.rename(old.pop(), path)
+    for stale in old + _leftovers(path, "new"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Put ``new`` at ``path``: rename the old away, rename the new in, delete the old."""
+    if not os.path.lexists(path):
+        os.rename(new, path)
+        return
+    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:12]}")
+    os.rename(path, old)
+    os.rename(new, path)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
 
 
 def write_text(text: str, path: str | Path) -> Path:

@@ -33,6 +33,9 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 CLUSTER_ENV = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT_S = 10.0
+"""How long to try reaching a named scheduler: a live one answers in milliseconds, and Dask's
+own default (30 s, then a traceback) made a typo in ``--cluster`` cost half a minute."""
 
 
 def cluster_address(cluster: str | None) -> str | None:
@@ -72,7 +75,7 @@ class Engine:
                                                host="127.0.0.1", dashboard_address=None)
                 self._client = Client(self._local)
             else:
-                self._client = Client(self.address)
+                self._client = connect(Client, self.address)
             log.info("Dask cluster %s: %d workers", self.address or "(local)",
                      len(self._client.scheduler_info()["workers"]))
         return self._client
@@ -90,6 +93,17 @@ class Engine:
         if self._local is not None:
             self._local.close()
         self._client = self._local = None
+
+
+def connect(client_type: Callable[..., Any], address: str) -> Any:
+    """A Dask client of the scheduler at ``address``, or one ValueError naming the address,
+    within :data:`CONNECT_TIMEOUT_S` (refused, unreachable, a bad address, not a scheduler)."""
+    try:
+        return client_type(address, timeout=CONNECT_TIMEOUT_S)
+    except Exception as err:  # noqa: BLE001 (OSError, TimeoutError, garbage from a non-scheduler)
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise ValueError(f"cannot connect to the Dask scheduler at {address} (--cluster or "
+                         f"${CLUSTER_ENV}): {lines[0][:200]}") from None
 
 
 def _start_method() -> str:

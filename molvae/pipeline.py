@@ -8,7 +8,8 @@ every existing file a stage's options name (input tables, an objective YAML, the
 a ``module:function`` objective), so editing one reruns the stage; the upstream stages' outputs
 are covered by their own hashes instead. A stage is finished only when its
 ``.done.json`` marker exists; a folder without one (a killed run) is cleared before the stage
-runs again, unless the stage is resumable (training continues from its last checkpoint).
+runs again, unless the stage is resumable (training continues from its last checkpoint); the
+paid oracle calls of optimize (``calls.csv``) are kept, and the rerun reuses them.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from filelock import FileLock, Timeout
 
 from molvae import config as cfg
 from molvae import tracking
-from molvae.io import file_digest, is_table_folder, write_json
+from molvae.io import exclusive, file_digest, is_table_folder, write_json
 from molvae.stages import STAGES, get_stage, run_stage
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ ORDER = tuple(STAGES)  # the registry lists stages in an order where each reads 
 TOP_LEVEL_KEYS = {"name", "workdir", "stages"}
 DONE = ".done.json"
 LOCK = ".molvae.lock"
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # package.module:function
+PAID = re.compile(r"^calls(-\d+)?\.csv$")  # optimize's paid oracle calls: kept, reused
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _named_files(value: Any) -> list[Path]:
             continue
         if Path(item).is_file() or is_table_folder(Path(item)):
             files.append(Path(item))
-        elif _IMPORT_PATH.match(item):
+        elif cfg.is_import_path(item):
             try:
                 spec = importlib.util.find_spec(item.partition(":")[0])
             except (ImportError, ValueError):  # a missing module is the stage's error to report
@@ -169,17 +169,10 @@ def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None 
     if lock_timeout is None:
         lock_timeout = float(os.environ.get("MOLVAE_LOCK_TIMEOUT", "0"))
     pipeline.workdir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(pipeline.workdir / LOCK, timeout=lock_timeout)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise ValueError(f"another `molvae run` is using {pipeline.workdir} (lock "
-                         f"{pipeline.workdir / LOCK}); wait for it to finish, or set "
-                         "MOLVAE_LOCK_TIMEOUT=SECONDS to wait") from None
-    try:
+    with exclusive(pipeline.workdir / LOCK, f"another `molvae run` is using {pipeline.workdir} "
+                   f"(pid {{pid}}, lock {pipeline.workdir / LOCK}); wait for it to finish, or "
+                   "set MOLVAE_LOCK_TIMEOUT=SECONDS to wait", lock_timeout):
         return _run_locked(pipeline, only, start, force, track)
-    finally:
-        lock.release()
 
 
 def _run_locked(pipeline: Pipeline, only: str | None, start: str | None, force: bool,
@@ -258,10 +251,17 @@ def _done(stage: PlannedStage) -> dict[str, Any]:
 
 
 def _prepare_folder(stage: PlannedStage, force: bool) -> None:
-    """Clear half-written outputs; a resumable stage (training) continues in its folder."""
+    """Clear half-written outputs; a resumable stage (training) continues in its folder.
+    Paid oracle calls (:data:`PAID`) stay: the rerun reuses them instead of paying again."""
     resumable = get_stage(stage.name).resumable and not force
     if stage.folder.exists() and not resumable:
-        shutil.rmtree(stage.folder)
+        for child in stage.folder.iterdir():
+            if PAID.match(child.name):
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     if resumable and stage.folder.exists():
         stage.config.resume = True  # with no checkpoint there yet, training starts afresh
     stage.folder.mkdir(parents=True, exist_ok=True)

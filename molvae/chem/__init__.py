@@ -33,7 +33,6 @@ from molvae.chem.mol import (
     heavy_atom_count,
     nonstereo_smiles,
     parse_with_reason,
-    read_sdf,
     screen_smiles,
     standardize_mol,
     to_mol,
@@ -48,17 +47,18 @@ from molvae.chem.properties import (
     sa_score,
     smiles_properties,
 )
-from molvae.chem.sdf import write_sdf as write_sdf  # re-exported
+from molvae.chem.sdf import SDF_REASON, read_sdf, write_sdf
 
 __all__ = [
     "GUACAMOL_DESCRIPTORS", "HEAVY_ATOM_LIMIT", "MOSES_FILTER_ELEMENTS", "NeighbourScores",
     "ORGANIC_ELEMENTS",
-    "PROPERTY_NAMES", "RejectReason", "SMILES_CHAR_LIMIT", "brics_fragments", "canonical_smiles",
+    "PROPERTY_NAMES", "RejectReason", "SDF_REASON", "SMILES_CHAR_LIMIT", "brics_fragments",
+    "canonical_smiles",
     "draw_grid", "filter_catalog_names", "filter_reason", "guacamol_descriptors",
     "heavy_atom_count",
     "largest_ring_size", "matches_catalog", "morgan_fingerprint", "nonstereo_smiles",
     "packed_fingerprint", "pains_alerts", "parse_with_reason", "passes_moses_filters",
     "penalized_logp", "properties", "read_sdf", "ring_scaffold", "sa_score", "scaffold",
     "screen_smiles", "similarity", "smarts_catalog", "smiles_properties", "standardize_mol",
-    "structure_alerts", "to_mol",
+    "structure_alerts", "to_mol", "write_sdf",
 ]

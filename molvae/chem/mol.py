@@ -6,12 +6,9 @@ failures rather than crash on them (datamol's ``to_mol`` convention).
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Iterable
 from functools import lru_cache
-from pathlib import Path
 
-import pandas as pd
 from rdkit import Chem, RDLogger
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
@@ -49,25 +46,6 @@ class RejectReason:
     ELEMENT = "disallowed element"
     TOO_SMALL = "too few heavy atoms"
     TOO_LARGE = "too many heavy atoms"
-
-
-def read_sdf(path: str | Path) -> pd.DataFrame:
-    """An SDF file (``.gz`` too) as a table: ``smiles`` (None for unreadable records) + SD tags."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    rows = []
-    with opener(path, "rb") as handle:
-        for mol in Chem.ForwardSDMolSupplier(handle, sanitize=False, removeHs=False):
-            if mol is None:
-                rows.append({"smiles": None})
-                continue
-            row = {"smiles": Chem.MolToSmiles(mol)}
-            row.update(mol.GetPropsAsDict(includePrivate=False, includeComputed=False))
-            if mol.HasProp("_Name") and mol.GetProp("_Name"):
-                row.setdefault("name", mol.GetProp("_Name"))
-            rows.append(row)
-    table = pd.DataFrame(rows)
-    return table[["smiles", *[c for c in table.columns if c != "smiles"]]] if rows else \
-        pd.DataFrame(columns=["smiles"])
 
 
 def screen_smiles(smiles: object) -> tuple[str | None, str | None]:

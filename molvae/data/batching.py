@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from molvae.data.manifest import check_prepared
 from molvae.data.tokens import Vocab
 
 log = logging.getLogger(__name__)
@@ -96,10 +97,12 @@ class DeviceTokens:
         return len(self.host_lengths)
 
     def batch(self, rows: Sequence[int]) -> Batch:
-        """The rows as a :class:`Batch` trimmed to its longest molecule ."""
-        lengths = self.host_lengths[list(rows)]
-        index = torch.as_tensor(rows, dtype=torch.long).to(self.tokens.device,
-                                                            non_blocking=True)
+        """The rows as a :class:`Batch`, longest molecule first (so the encoder packs it
+        without a sort on the device) and trimmed to that molecule."""
+        order = torch.argsort(self.host_lengths[list(rows)], descending=True, stable=True)
+        rows = torch.as_tensor(rows, dtype=torch.long)[order]
+        lengths = self.host_lengths[rows]
+        index = rows.to(self.tokens.device, non_blocking=True)
         tokens = self.tokens.index_select(0, index)[:, :int(lengths.max())].long()
         props = None if self.properties is None else self.properties.index_select(0, index)
         conds = None if self.conditions is None else self.conditions.index_select(0, index)
@@ -187,11 +190,16 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
         max_train: use a seeded random subset of at most this many training molecules.
         seed: seed of that subset.
         condition_names: columns a conditional model reads (rows missing one are dropped).
+
+    Raises:
+        ValueError: the vocabulary and splits are not all from the prep run the folder's
+            manifest names (a folder without a manifest loads with a warning).
     """
     folder = Path(folder)
     if not (folder / "vocab.json").is_file():
         raise FileNotFoundError(f"{folder}/vocab.json not found: is {folder} a folder made by "
                                 "`molvae prep`?")
+    check_prepared(folder, ["vocab.json", "train.parquet", "val.parquet"])
     vocab = Vocab.load(folder / "vocab.json")
     conds = list(condition_names)
     needed = ["smiles", "selfies", *property_names, *conds]

@@ -74,6 +74,10 @@ def standardize_partition(raw: pd.DataFrame, rules: Standardize
     records = pd.DataFrame.from_records([process_smiles(r, rules) for r in raw["smiles"]],
                                         columns=[*RECORD_COLUMNS, *rules.properties],
                                         index=raw.index)
+    if chem.SDF_REASON in raw.columns:  # an SDF record that could not be read says why
+        unread = raw[chem.SDF_REASON].notna()
+        records.loc[unread, "reason"] = raw.loc[unread, chem.SDF_REASON]
+        raw = raw.drop(columns=[chem.SDF_REASON])
     rejected = records["smiles"].isna().to_numpy()
     rejects = pd.DataFrame({"source": raw["source"], "row": raw["row"], "raw": raw["smiles"],
                             "reason": records["reason"]})[rejected]
@@ -117,6 +121,28 @@ def standardize_piece(numbered: tuple[int, pd.DataFrame], rules: Standardize, wo
     user = kept.drop(columns=[c for c in kept.columns if c in OWN_COLUMNS])
     return PieceSummary(len(raw), len(kept), Counter(r.split(":")[0] for r in rejects["reason"]),
                         numeric_kinds(user))
+
+
+def make_room(piece: pd.DataFrame, sdf: bool) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A piece of input with the user's columns that prep adds itself (``source``, ``row``,
+    ``order``, and :data:`~molvae.chem.SDF_REASON`) renamed ``input_NAME``, so prep can add its
+    own (inserting them once failed with "cannot insert source, already exists"). The reasons
+    :func:`~molvae.chem.read_sdf` gives (``sdf`` True) stay. Returns the piece and the renames.
+    """
+    reasons = piece.pop(chem.SDF_REASON) if sdf and chem.SDF_REASON in piece.columns else None
+    taken = {str(c) for c in piece.columns}
+    renamed = {}
+    for column in piece.columns:
+        if column in (*PLACE_COLUMNS, chem.SDF_REASON):
+            name = f"input_{column}"
+            while name in taken:
+                name = f"input_{name}"
+            renamed[column] = name
+            taken.add(name)
+    piece = piece.rename(columns=renamed)
+    if reasons is not None:
+        piece[chem.SDF_REASON] = reasons
+    return piece, renamed
 
 
 def user_columns(table: pd.DataFrame) -> pd.DataFrame:

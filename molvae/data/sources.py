@@ -91,6 +91,11 @@ def find_smiles_column(table: pd.DataFrame, requested: str | None, label: str) -
     return best
 
 
+def is_sdf(spec: str) -> bool:
+    """Whether an input is an SDF file (``.sdf``, ``.sd``, gzipped too)."""
+    return any(s.lower() in (".sdf", ".sd") for s in Path(spec).suffixes)
+
+
 def read_source(spec: str, smiles_col: str | None = None) -> pd.DataFrame:
     """Read one input into a table whose first column is ``smiles`` (raw strings).
 
@@ -116,7 +121,7 @@ def iter_source(spec: str, smiles_col: str | None = None, rows: int | None = Non
     path = Path(spec)
     if not (path.is_file() or path.is_dir()):
         raise FileNotFoundError(f"input file not found: {spec}")
-    if any(s.lower() in (".sdf", ".sd") for s in path.suffixes):
+    if is_sdf(spec):
         table = chem.read_sdf(path)
         step = rows or max(1, len(table))
         for start in range(0, max(1, len(table)), step):

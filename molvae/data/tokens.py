@@ -19,6 +19,7 @@ from molvae.io import write_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+UNSEEN = "tokens the model never saw"
 
 
 def smiles_to_selfies(smiles: str) -> str | None:
@@ -38,6 +39,12 @@ def selfies_to_smiles(selfies: str) -> str | None:
     if not smiles:
         return None
     return chem.canonical_smiles(smiles)
+
+
+def unseen_reason(tokens: Sequence[str]) -> str:
+    """Why a molecule with ``tokens`` outside a model's vocabulary is not encoded: they would
+    silently become ``<unk>`` and the code would be some other molecule's."""
+    return f"{UNSEEN}: {', '.join(tokens)}"
 
 
 def split_selfies(selfies: str) -> list[str]:
@@ -86,9 +93,15 @@ class Vocab:
         return cls(list(SPECIALS) + ordered, max_length=longest)
 
     def encode(self, selfies: str, add_special: bool = True) -> list[int]:
-        """Token ids of a SELFIES string, wrapped in bos/eos; unknown tokens map to unk."""
+        """Token ids of a SELFIES string, wrapped in bos/eos; unknown tokens map to unk (as
+        training wants; code that encodes a user's molecule checks :meth:`unknown` first, as
+        unk would stand for some other molecule)."""
         ids = [self.index.get(t, self.unk_id) for t in split_selfies(selfies)]
         return [self.bos_id, *ids, self.eos_id] if add_special else ids
+
+    def unknown(self, selfies: str) -> list[str]:
+        """The tokens of a SELFIES string outside the vocabulary, each once, in order."""
+        return list(dict.fromkeys(t for t in split_selfies(selfies) if t not in self.index))
 
     def decode(self, ids: Sequence[int]) -> str:
         """SELFIES from ids: stops at the first eos, skips pad/bos/unk."""

@@ -15,6 +15,7 @@ import pandas as pd
 from torch import nn
 
 from molvae.config import ConfigError
+from molvae.data.manifest import check_prepared
 from molvae.io import atomic_path, file_digest
 from molvae.model.vae import SelfiesVAE
 
@@ -49,6 +50,7 @@ def encode_split(model: SelfiesVAE, prepared_dir: str | Path, split: str,
     path = Path(prepared_dir) / f"{split}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"prepared split not found: {path} (run `molvae prep` first)")
+    check_prepared(prepared_dir, [f"{split}.parquet"])  # splits of one prep run, not a mix
     table = pd.read_parquet(path)
     cached = None
     if cache_dir is not None:

@@ -12,6 +12,8 @@ import math
 import re
 import time
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from molvae.config import ConfigError
-from molvae.io import atomic_path, write_json
+from molvae.io import atomic_path, unreadable, write_json
 from molvae.latent.encode import subsample
 
 REGRESSORS = ("ridge", "hgb", "gp", "mlp")
@@ -157,14 +159,26 @@ def save_regressor(estimator: Any, directory: str | Path, property_name: str,
     return path
 
 
+UNREADABLE_SKOPS = (zipfile.BadZipFile, EOFError, zlib.error, ValueError, KeyError, TypeError,
+                    AttributeError, IndexError, RuntimeError)
+"""What ``skops.io.load`` raises on a truncated, foreign or edited file (a zip that is not one,
+a schema whose parts are missing or of another type). OSErrors (permissions) pass as they are."""
+
+
 def load_regressor(directory: str | Path, property_name: str) -> Any:
     """The saved best regressor of a property (``.predict(z)``), loaded without unpickling.
 
     Args:
         directory: ``OUT/regressors`` of the regress stage, or the stage's ``OUT`` itself.
         property_name: as given to the stage (e.g. ``qed`` or a user column).
+
+    Raises:
+        FileNotFoundError: no regressor saved for ``property_name``.
+        ValueError: one line naming the file when it is damaged, edited, or holds types that
+            are not ours (never loaded).
     """
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     directory = Path(directory)
     if (directory / "regressors").is_dir():
@@ -174,7 +188,15 @@ def load_regressor(directory: str | Path, property_name: str) -> Any:
         saved = sorted(p.stem for p in directory.glob("*.skops"))
         raise FileNotFoundError(f"no regressor for property '{property_name}' in {directory} "
                                 f"(saved: {', '.join(saved) or 'none'})")
-    return skops.io.load(path, trusted=TRUSTED_TYPES)
+    try:
+        return skops.io.load(path, trusted=TRUSTED_TYPES)
+    except UntrustedTypesFoundException as err:  # before TypeError: it is one
+        raise ValueError(f"cannot load {path}: it holds types a molvae regressor never does "
+                         f"({str(err).strip()[:300]}); refused, nothing in it was run") from None
+    except UNREADABLE_SKOPS as err:  # a damaged or edited file: name it, no traceback
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise unreadable(path, "skops regressor", f"{type(err).__name__}: {lines[0][:200]}"
+                         ) from None
 
 
 def regressor_info(directory: str | Path, property_name: str) -> dict[str, Any]:
@@ -182,4 +204,11 @@ def regressor_info(directory: str | Path, property_name: str) -> dict[str, Any]:
     directory = Path(directory)
     if (directory / "regressors").is_dir():
         directory = directory / "regressors"
-    return json.loads((directory / f"{file_stem(property_name)}.json").read_text())
+    path = directory / f"{file_stem(property_name)}.json"
+    try:
+        info = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise unreadable(path, "JSON file", str(err)[:200]) from None
+    if not isinstance(info, dict):
+        raise ValueError(f"cannot read {path}: not a regressor's metadata (a JSON mapping)")
+    return info

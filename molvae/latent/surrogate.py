@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from molvae.io import atomic_path
+from molvae.io import atomic_path, load_tensors
 from molvae.latent.encode import usable_rows
 from molvae.latent.regressors import file_stem, regression_scores
 
@@ -67,10 +67,16 @@ class Surrogate(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Surrogate:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        surrogate = cls(**state["config"])
-        surrogate.load_state_dict(state["state_dict"])
-        surrogate.scores = dict(state["scores"])
+        """A saved surrogate; a damaged or edited file is one ValueError naming it."""
+        state = load_tensors(Path(path), "surrogate")
+        try:
+            surrogate = cls(**state["config"])
+            surrogate.load_state_dict(state["state_dict"])
+            surrogate.scores = dict(state["scores"])
+        except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as err:
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            raise ValueError(f"cannot load {path}: not a usable surrogate, the file was altered "
+                             f"or damaged ({type(err).__name__}: {lines[0][:200]})") from None
         return surrogate.to(device).eval()
 
 

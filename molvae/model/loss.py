@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from molvae.data.batching import Batch
+from molvae.model.likelihood import token_nll
 from molvae.model.vae import VAEOutput
 
 
@@ -19,10 +19,7 @@ def reconstruction_loss(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int)
     Summing per molecule (rather than averaging per token) keeps the reconstruction term on
     the same scale as the KL term of the ELBO, so ``beta = 1`` means the true ELBO.
     """
-    targets = tokens[:, 1:]
-    per_token = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=pad_id,
-                                reduction="none")
-    return per_token.sum() / len(tokens)
+    return token_nll(logits, tokens, pad_id).sum() / len(tokens)
 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -26,29 +26,74 @@ Conditions = np.ndarray | Sequence[Sequence[float]] | dict[str, float] | None
 
 class FittedPriorMixin:
     """``fit_prior`` and ``prior_samples`` for a module with ``latent_dim``, ``device`` and the
-    buffers ``latent_mean`` [latent_dim] and ``latent_scale`` [latent_dim, latent_dim]."""
+    buffers ``latent_mean`` [latent_dim] and ``latent_scale`` [latent_dim, latent_dim] (one
+    Gaussian), and ``mixture_weights`` [K], ``mixture_means`` [K, latent_dim] and
+    ``mixture_scales`` [K, latent_dim, latent_dim] (a Gaussian mixture; K = 0 when not fitted).
+
+    The fitted prior is a Gaussian mixture when one was fitted, else the single Gaussian: a
+    latent space that reconstructs well puts molecules in clusters that one Gaussian covers
+    only loosely, and decoding from the gaps between them writes poor molecules.
+    """
 
     latent_dim: int
     latent_mean: torch.Tensor
     latent_scale: torch.Tensor
+    mixture_weights: torch.Tensor
+    mixture_means: torch.Tensor
+    mixture_scales: torch.Tensor
+
+    def _register_prior_buffers(self) -> None:
+        d = self.latent_dim
+        self.register_buffer("latent_mean", torch.zeros(d))
+        self.register_buffer("latent_scale", torch.eye(d))
+        self.resize_mixture(0)
+
+    def resize_mixture(self, components: int) -> None:
+        """Make room for a K-component mixture (loading a model that carries one)."""
+        d, device = self.latent_dim, self.latent_mean.device
+        self.register_buffer("mixture_weights", torch.zeros(components, device=device))
+        self.register_buffer("mixture_means", torch.zeros(components, d, device=device))
+        self.register_buffer("mixture_scales", torch.zeros(components, d, d, device=device))
 
     @torch.no_grad()
-    def fit_prior(self, mu: np.ndarray) -> None:
+    def fit_prior(self, mu: np.ndarray, logvar: np.ndarray | None = None, components: int = 1,
+                  seed: int = 0) -> None:
         """Fit the ``fitted`` prior to posterior means [N, latent_dim] of held-out molecules.
 
-        The Ledoit-Wolf estimate stays well conditioned even with fewer molecules than
-        latent dimensions.
+        With ``components`` = 1 it is one Gaussian (Ledoit-Wolf, well conditioned even with
+        fewer molecules than latent dimensions) and any mixture is dropped. With more, a
+        Gaussian mixture (full covariances) is fitted to the aggregate posterior: draws
+        mu + sigma * eps of each molecule (``logvar`` given) or the means alone.
         """
         from sklearn.covariance import LedoitWolf
 
         mu = np.asarray(mu, dtype=np.float64)
-        mu = mu[np.isfinite(mu).all(axis=1)]
+        keep = np.isfinite(mu).all(axis=1)
+        mu = mu[keep]
         if len(mu) < 2:
             return
         estimate = LedoitWolf().fit(mu)
         scale = np.linalg.cholesky(estimate.covariance_ + 1e-6 * np.eye(mu.shape[1]))
         self.latent_mean.copy_(torch.from_numpy(estimate.location_))
         self.latent_scale.copy_(torch.from_numpy(scale))
+        if components < 2:
+            self.resize_mixture(0)
+            return
+        if len(mu) < 2 * components:
+            raise ValueError(f"a {components}-component prior needs at least {2 * components} "
+                             f"molecules, got {len(mu)}")
+        from sklearn.mixture import GaussianMixture
+
+        points = mu
+        if logvar is not None:
+            sigma = np.exp(0.5 * np.asarray(logvar, dtype=np.float64)[keep])
+            points = mu + sigma * np.random.default_rng(seed).standard_normal(mu.shape)
+        mixture = GaussianMixture(components, covariance_type="full", reg_covar=1e-4,
+                                  max_iter=200, random_state=seed).fit(points)
+        self.resize_mixture(components)
+        self.mixture_weights.copy_(torch.from_numpy(mixture.weights_))
+        self.mixture_means.copy_(torch.from_numpy(mixture.means_))
+        self.mixture_scales.copy_(torch.from_numpy(np.linalg.cholesky(mixture.covariances_)))
 
     def prior_samples(self, n: int, prior: str = "fitted",
                       generator: torch.Generator | None = None) -> torch.Tensor:
@@ -58,6 +103,11 @@ class FittedPriorMixin:
         eps = torch.randn(n, self.latent_dim, device=self.device, generator=generator)
         if prior == "standard":
             return eps
+        if len(self.mixture_weights):
+            pick = torch.multinomial(self.mixture_weights, n, replacement=True,
+                                     generator=generator)
+            return self.mixture_means[pick] + (self.mixture_scales[pick]
+                                               @ eps.unsqueeze(-1)).squeeze(-1)
         return self.latent_mean + eps @ self.latent_scale.T
 
 

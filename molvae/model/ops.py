@@ -7,7 +7,11 @@
 * :func:`interpolation_path`: latent points between two codes, on a straight line or on a
   great circle (spherical interpolation, White 2016) around the prior's centre.
 
-Inputs that cannot be used keep their row, with NaN numbers and a reason.
+Inputs that cannot be used keep their row, with NaN numbers and a reason. A molecule with
+tokens outside the model's vocabulary is one the decoder cannot write: its likelihood under the
+model is exactly 0, so its NLL and negative ELBO are +inf (the most unusual there is), its
+posterior and KL NaN (as ``<unk>`` those tokens would give some other molecule's), with the
+tokens named in its reason.
 """
 
 from __future__ import annotations
@@ -18,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from molvae import chem
 from molvae.data.batching import pad_batch
-from molvae.data.tokens import smiles_to_selfies
+from molvae.data.tokens import smiles_to_selfies, split_selfies, unseen_reason
+from molvae.model.likelihood import token_nll
 from molvae.model.vae import SelfiesVAE
 
 INTERPOLATIONS = ("linear", "spherical")
@@ -34,13 +38,14 @@ class ElboTerms:
     """Per-molecule results of :func:`elbo_terms` (arrays of length N, NaN where unusable).
 
     Attributes:
-        smiles: canonical SMILES (None when the input is not a usable molecule).
-        reason: why a row is unusable (None when it is usable).
+        smiles: canonical SMILES (None when the input is not a molecule).
+        reason: why a row is unusable (None when it is usable): not a molecule, or tokens
+            outside the model's vocabulary (then nll is +inf, see the module docstring).
         mu, logvar: [N, latent_dim] posterior mean and log-variance.
         nll: reconstruction negative log-likelihood in nats (summed over tokens, eos included).
         kl: KL divergence of the posterior from N(0, I), in nats.
         n_tokens: predicted tokens (the SELFIES tokens plus eos).
-        unknown_tokens: tokens outside the model's vocabulary (encoded as ``<unk>``).
+        unknown_tokens: tokens outside the model's vocabulary (NaN when not a molecule).
     """
 
     smiles: list[str | None]
@@ -54,7 +59,8 @@ class ElboTerms:
 
     @property
     def neg_elbo(self) -> np.ndarray:
-        return self.nll + self.kl
+        """nll + kl; +inf where nll is (a molecule the model cannot write has no posterior)."""
+        return np.where(np.isposinf(self.nll), np.inf, self.nll + self.kl)
 
     @property
     def nll_per_token(self) -> np.ndarray:
@@ -75,32 +81,52 @@ class ElboTerms:
 
 def tokenize(model: SelfiesVAE, smiles: Sequence[str | None]
              ) -> tuple[list[list[int] | None], list[str | None], list[str | None]]:
-    """Token ids, canonical SMILES and the reason a row is unusable, per input SMILES."""
+    """Token ids, canonical SMILES and the reason a row is unusable, per input SMILES. A
+    molecule with tokens outside the vocabulary keeps its SMILES but gets no ids: as ``<unk>``
+    they would make its code and scores some other molecule's."""
+    return _tokenize(model, smiles)[:3]
+
+
+def _tokenize(model: SelfiesVAE, smiles: Sequence[str | None]
+              ) -> tuple[list[list[int] | None], list[str | None], list[str | None],
+                         list[list[str]]]:
+    """:func:`tokenize`, plus each molecule's SELFIES tokens (none when not a molecule)."""
     ids: list[list[int] | None] = []
     canonical: list[str | None] = []
     reasons: list[str | None] = []
+    split: list[list[str]] = []
     for text in smiles:
         mol, reason = chem.parse_with_reason(text if isinstance(text, str) else None)
         name = chem.canonical_smiles(mol) if mol is not None and mol.GetNumAtoms() else None
         selfies = smiles_to_selfies(name) if name else None
         if mol is not None and selfies is None:
             reason = "no molecule" if name is None else "SELFIES encoding failed"
-        ids.append(model.vocab.encode(selfies) if selfies else None)
+        tokens = split_selfies(selfies) if selfies else []
+        unseen = [t for t in tokens if t not in model.vocab.index]
+        if unseen:
+            reason = unseen_reason(list(dict.fromkeys(unseen)))
+        ids.append(model.vocab.encode(selfies) if selfies and not unseen else None)
         canonical.append(name if selfies else None)
         reasons.append(reason)
-    return ids, canonical, reasons
+        split.append(tokens)
+    return ids, canonical, reasons, split
 
 
 @torch.no_grad()
 def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int = 512
                ) -> ElboTerms:
     """Posterior and ELBO terms of each molecule (see the module docstring)."""
-    ids, canonical, reasons = tokenize(model, smiles)
+    ids, canonical, reasons, split = _tokenize(model, smiles)
     n, dim = len(ids), model.latent_dim
     mu = np.full((n, dim), np.nan, dtype=np.float32)
     logvar = mu.copy()
     nll, kl = np.full(n, np.nan), np.full(n, np.nan)
     n_tokens, unknown = np.full(n, np.nan), np.full(n, np.nan)
+    for i, pieces in enumerate(split):
+        if pieces:
+            unknown[i] = sum(t not in model.vocab.index for t in pieces)
+            n_tokens[i] = len(pieces) + 1
+    nll[unknown > 0] = np.inf  # p(x) = 0: the decoder has no token to write them with
     pad_id = model.vocab.pad_id
     usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
     for start in range(0, len(usable), batch_size):
@@ -108,10 +134,7 @@ def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int 
         tokens, lengths = pad_batch([ids[i] for i in rows], pad_id)
         tokens = tokens.to(model.device)
         batch_mu, batch_logvar = model.encode_tokens(tokens, lengths)
-        logits = model.teacher_forced_logits(batch_mu, tokens).float()
-        targets = tokens[:, 1:]
-        per_token = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=pad_id,
-                                    reduction="none")
+        per_token = token_nll(model.teacher_forced_logits(batch_mu, tokens), tokens, pad_id)
         mu_f, logvar_f = batch_mu.float(), batch_logvar.float()
         batch_kl = 0.5 * (mu_f.pow(2) + logvar_f.exp() - 1.0 - logvar_f).sum(dim=1)
         mu[rows] = mu_f.cpu().numpy()
@@ -119,7 +142,6 @@ def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int 
         nll[rows] = per_token.sum(dim=1).double().cpu().numpy()
         kl[rows] = batch_kl.double().cpu().numpy()
         n_tokens[rows] = (lengths - 1).numpy()
-        unknown[rows] = (targets == model.vocab.unk_id).sum(dim=1).cpu().numpy()
     return ElboTerms(canonical, reasons, mu, logvar, nll, kl, n_tokens, unknown)
 
 
@@ -164,10 +186,8 @@ def interpolate(model: SelfiesVAE, a: str, b: str, steps: int = 10, method: str 
     The spherical path is centred on the mean of the model's fitted prior (the origin for a
     model without one).
     """
+    model.check_encodable([a, b])
     mu, _ = model.encode([a, b])
-    for text, row in zip((a, b), mu, strict=True):
-        if np.isnan(row).any():
-            raise ValueError(f"cannot encode SMILES {text!r}")
     center = model.latent_mean.detach().float().cpu().numpy()
     z = interpolation_path(mu[0], mu[1], steps, method, center)
     return pd.DataFrame({"method": method, "step": np.arange(steps),

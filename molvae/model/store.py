@@ -39,6 +39,7 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> Selfies
         raise ValueError(f"not a molvae model (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})")
     model = SelfiesVAE(ModelConfig(**state["config"]), Vocab.from_dict(state["vocab"]))
+    model.resize_mixture(len(state["state_dict"].get("mixture_weights", ())))
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     if unexpected or set(missing) - OPTIONAL_BUFFERS:
         raise ValueError(f"weights do not fit the model: missing {sorted(missing)}, "
@@ -55,10 +56,24 @@ def save_model(model: SelfiesVAE, model_dir: str | Path, dtype: torch.dtype | No
     return path
 
 
+ALTERED = (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError)
+"""What rebuilding a model from an edited ``model.pt`` raises: an unknown config key, a missing
+vocabulary entry, a tensor of the wrong shape (torch's RuntimeError), a value of another type."""
+
+
 def load_model(path: str | Path, device: str = "auto") -> SelfiesVAE:
     """Load a model folder (or its ``model.pt``), in eval mode on ``choose_device(device)``."""
     path = Path(path)
     found = path if path.is_file() else path / MODEL_FILE
     if not found.is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {path} (train one with `molvae train`)")
-    return model_from_state(load_tensors(found, "molvae model"), choose_device(device))
+    target = choose_device(device)  # a bad --device is its own error, not "altered"
+    state = load_tensors(found, "molvae model")
+    try:
+        model = model_from_state(state, "cpu")
+    except ALTERED as err:  # a file that loads as tensors but was edited: name it, no traceback
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        raise ValueError(f"cannot load {found}: not a usable molvae model, the file was altered "
+                         f"or damaged ({type(err).__name__}: {lines[0][:200]})") from None
+    return model.to(target)
+

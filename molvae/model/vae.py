@@ -32,17 +32,18 @@ loading live in :mod:`molvae.model.store`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from molvae import chem
 from molvae.data.batching import pad_batch
-from molvae.data.tokens import Vocab, smiles_to_selfies
+from molvae.data.tokens import UNSEEN, Vocab, smiles_to_selfies, unseen_reason
 from molvae.model.mixins import PRIORS, Conditions, ConditionsMixin, FittedPriorMixin  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,25 @@ class VAEOutput:
 
 
 # buffers added after the first saved models; models without them load with their defaults
-OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale", "condition_mean", "condition_std"})
+OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale", "condition_mean", "condition_std",
+                              "mixture_weights", "mixture_means", "mixture_scales"})
+
+
+GRUInput = torch.Tensor | PackedSequence
+
+
+def run_gru(gru: nn.GRU, inputs: GRUInput, state: torch.Tensor | None = None
+            ) -> tuple[GRUInput, torch.Tensor]:
+    """Run a GRU in float32 with autocast off, whatever autocast is on around it.
+
+    Under CUDA autocast PyTorch runs cuDNN's RNN in float16 (not the bfloat16 asked for),
+    with no gradient scaler to keep small gradients from underflowing. So the GRUs, the model's
+    recurrent core, compute in float32 (TF32 tensor cores on Ampere and later); the linear
+    layers around them run in bfloat16 under ``--amp``.
+    """
+    data = inputs.data if isinstance(inputs, PackedSequence) else inputs
+    with torch.autocast(data.device.type, enabled=False):
+        return gru(inputs.float(), None if state is None else state.float())
 
 
 def _generator(device: torch.device, seed: int | None) -> torch.Generator | None:
@@ -145,9 +164,8 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         self.register_buffer("property_std", torch.ones(n_props))
         self.register_buffer("condition_mean", torch.zeros(n_cond))
         self.register_buffer("condition_std", torch.ones(n_cond))
-        # the fitted prior: z = latent_mean + latent_scale @ eps (N(0, I) until fitted)
-        self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
-        self.register_buffer("latent_scale", torch.eye(config.latent_dim))
+        # the fitted prior (N(0, I) until fitted; see FittedPriorMixin)
+        self._register_prior_buffers()
         # tokens the decoder must never emit
         banned = torch.zeros(config.vocab_size, dtype=torch.bool)
         banned[[vocab.pad_id, vocab.bos_id, vocab.unk_id]] = True
@@ -168,9 +186,13 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
                       conditions: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, logvar) [B, latent_dim] of padded token ids [B, T] with ``lengths``."""
-        packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, last = self.encoder(packed)  # [layers * 2, B, H]
+        lengths = lengths.cpu()  # host lengths (batches are built with them there): no sync
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+        # sorted batches (as training builds them) pack without copying sort indices to the
+        # device, a blocking host-to-device copy at every step
+        packed = pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
+                                      enforce_sorted=longest_first)
+        _, last = run_gru(self.encoder, packed)  # [layers * 2, B, H]
         summary = torch.cat([last[-2], last[-1]], dim=-1)  # top layer, both directions
         summary = self._with_conditions(summary, conditions)
         return self.to_mu(summary), self.to_logvar(summary)
@@ -193,8 +215,7 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         code = self._with_conditions(z, conditions)
         embedded = torch.cat([self.embedding(inputs), code.unsqueeze(1).expand(-1, steps, -1)],
                              dim=-1)
-        outputs, _ = self.decoder(embedded,
-                                  self.initial_state(z, conditions).to(embedded.dtype))
+        outputs, _ = run_gru(self.decoder, embedded, self.initial_state(z, conditions))
         return self.to_logits(outputs)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor,
@@ -214,19 +235,42 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
 
     # ---- molecule-level API ---------------------------------------------------------------
 
-    def _token_ids(self, smiles: Sequence[str]) -> list[list[int] | None]:
-        """Token ids per SMILES (canonicalized first, like the training data); None if it fails."""
+    def _tokenized(self, smiles: Sequence[str]) -> tuple[list[list[int] | None], list[str | None]]:
+        """Token ids per SMILES (canonicalized first, like the training data), and why there
+        are none: not a molecule, or tokens outside the vocabulary (as ``<unk>`` they would
+        make the code some other molecule's)."""
         ids: list[list[int] | None] = []
+        reasons: list[str | None] = []
         for text in smiles:
             canonical = chem.canonical_smiles(text) if isinstance(text, str) else None
             selfies = smiles_to_selfies(canonical) if canonical else None
-            ids.append(self.vocab.encode(selfies) if selfies else None)
-        return ids
+            unseen = self.vocab.unknown(selfies) if selfies else []
+            reason = None
+            if unseen:
+                reason = unseen_reason(unseen)
+            elif not selfies:
+                reason = "SELFIES encoding failed" if canonical else "not a molecule"
+            ids.append(self.vocab.encode(selfies) if reason is None else None)
+            reasons.append(reason)
+        return ids, reasons
+
+    def _token_ids(self, smiles: Sequence[str]) -> list[list[int] | None]:
+        """Token ids per SMILES; None where :meth:`_tokenized` gives a reason."""
+        return self._tokenized(smiles)[0]
+
+    def check_encodable(self, smiles: Sequence[str]) -> None:
+        """Raise a ValueError naming the first molecule this model cannot encode and why, for
+        verbs that need every molecule (a path between two, a start to improve)."""
+        for text, reason in zip(smiles, self._tokenized(smiles)[1], strict=True):
+            if reason is not None:
+                raise ValueError(f"molecule {text} has {reason}" if reason.startswith(UNSEEN)
+                                 else f"cannot encode SMILES {text!r} ({reason})")
 
     @torch.no_grad()
     def encode(self, smiles: Sequence[str], batch_size: int = 512, conditions: Conditions = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and log-variance, float32 [N, latent_dim]; NaN rows for bad SMILES.
+        """Posterior mean and log-variance, float32 [N, latent_dim]; NaN rows for bad SMILES
+        and for molecules with tokens outside the vocabulary.
 
         A conditional model reads ``conditions`` (raw, [N, C]); by default the molecules' own
         properties.
@@ -237,7 +281,8 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         if conditions is None:
             conditions = self.molecule_conditions(smiles)
         cond = self.standardize_conditions(conditions, len(smiles))
-        usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
+        usable = sorted((i for i, x in enumerate(ids) if x is not None),
+                        key=lambda i: -len(ids[i]))  # longest first: see encode_tokens
         for start in range(0, len(usable), batch_size):
             rows = usable[start:start + batch_size]
             tokens, lengths = pad_batch([ids[i] for i in rows], self.vocab.pad_id)
@@ -253,8 +298,8 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
                    conditions: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids [B, <= max_length + 1] decoded from z (and standardized conditions
         [B, C]); rows end with eos, then pad."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not math.isfinite(temperature) or temperature <= 0:  # nan would sample garbage
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         vocab = self.vocab
         state = self.initial_state(z, conditions)
         code = self._with_conditions(z, conditions)
@@ -263,7 +308,7 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         steps = []
         for position in range(self.config.max_length + 1):
             step_input = torch.cat([self.embedding(token), code], dim=-1).unsqueeze(1)
-            output, state = self.decoder(step_input, state)
+            output, state = run_gru(self.decoder, step_input, state)
             banned = self.banned_tokens if position else self.banned_first_tokens
             logits = self.to_logits(output[:, 0]).float().masked_fill(banned, float("-inf"))
             if greedy:
@@ -283,10 +328,17 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
                seed: int | None = None, batch_size: int = 1024, conditions: Conditions = None
                ) -> list[str | None]:
         """Canonical SMILES per latent row (None only when decoding gave an empty molecule);
-        a conditional model reads raw ``conditions`` (see ``standardize_conditions``)."""
+        a conditional model reads raw ``conditions`` (see ``standardize_conditions``). A row
+        with NaN or inf is an error: the network would turn it into some molecule anyway."""
         latent = torch.as_tensor(np.asarray(z, dtype=np.float32) if not torch.is_tensor(z) else z)
         if latent.ndim != 2 or latent.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape [N, {self.latent_dim}], got {tuple(latent.shape)}")
+        bad = torch.nonzero(~torch.isfinite(latent).all(dim=1)).flatten().tolist()
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (f" ... ({len(bad)} rows)" if len(bad) > 10
+                                                     else "")
+            raise ValueError(f"z has non-finite values (NaN or inf) in row{'s' * (len(bad) > 1)} "
+                             f"{shown}; only finite latent vectors can be decoded")
         generator = _generator(self.device, seed)
         cond = self.standardize_conditions(conditions, len(latent))
         smiles: list[str | None] = []
@@ -300,15 +352,19 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, seed: int | None = None,
-               batch_size: int = 1024, prior: str = "fitted", conditions: Conditions = None
-               ) -> list[str | None]:
+               batch_size: int = 1024, prior: str = "fitted", conditions: Conditions = None,
+               before_batch: Callable[[int], None] | None = None) -> list[str | None]:
         """``n`` molecules: z from ``prior`` (see the module docstring), tokens sampled at
         ``temperature``; a conditional model generates for raw ``conditions`` ([n, C] or one
-        dict of targets, see ``standardize_conditions``; by default the training means)."""
+        dict of targets, see ``standardize_conditions``; by default the training means).
+        ``before_batch(done)`` is called before each batch (a server stops abandoned work by
+        raising there)."""
         generator = _generator(self.device, seed)
         cond = self.standardize_conditions(conditions, n)
         smiles: list[str | None] = []
         for start in range(0, n, batch_size):
+            if before_batch is not None:
+                before_batch(start)
             z = self.prior_samples(min(batch_size, n - start), prior, generator)
             ids = self.decode_ids(z, greedy=False, temperature=temperature, generator=generator,
                                   conditions=None if cond is None
@@ -325,10 +381,8 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
 
     def interpolate(self, a: str, b: str, steps: int) -> list[str | None]:
         """Greedy decodings along the straight line from mu(a) to mu(b), both ends included."""
+        self.check_encodable([a, b])
         mu, _ = self.encode([a, b])
-        for text, row in zip((a, b), mu, strict=True):
-            if np.isnan(row).any():
-                raise ValueError(f"cannot encode SMILES {text!r}")
         weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
         return self.decode((1 - weights) * mu[0] + weights * mu[1])
 

@@ -9,7 +9,9 @@ folder or a molecule file of in-distribution molecules), each score also gets it
 ``percentile`` among the reference molecules' scores.
 
 Output columns: smiles, reason, score, percentile (with --reference), the ELBO terms, input
-columns. Unusable rows stay, with NaN scores and a reason.
+columns. Unusable rows stay, with NaN scores and a reason. A molecule with tokens the model
+never saw scores +inf (the decoder cannot write it: its likelihood is 0), percentile 100, with
+a reason naming the tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from molvae.config import ConfigError, option
+from molvae.data.manifest import check_prepared
 from molvae.io import write_table
 from molvae.model.ops import SCORES, elbo_terms
 from molvae.model.store import load_model
@@ -75,6 +78,7 @@ def reference_scores(model: SelfiesVAE, reference: Path, score: str, batch_size:
                      ) -> np.ndarray:
     """Sorted finite scores of at most REFERENCE_MAX reference molecules."""
     if reference.is_dir():
+        check_prepared(reference, ["val.parquet"])
         smiles = pd.read_parquet(reference / "val.parquet")["smiles"].tolist()
     else:
         smiles = read_molecules([str(reference)])["input"].tolist()
@@ -97,14 +101,15 @@ def run(config: AnomalyConfig, tracker: Tracker) -> AnomalyResult:
         if not len(known):
             raise ValueError(f"reference {config.reference}: no molecule could be scored")
         percentile = 100.0 * np.searchsorted(known, values, side="right") / len(known)
-        table.insert(3, "percentile", np.where(np.isfinite(values), percentile, np.nan))
+        table.insert(3, "percentile", np.where(np.isnan(values), np.nan, percentile))
     table = with_inputs(table, molecules)
     write_table(table, config.out)
-    finite = values[np.isfinite(values)]
-    median = float(np.median(finite)) if len(finite) else float("nan")
-    tracker.log_metrics({"n": len(table), "n_scored": len(finite), "median_score": median,
+    scored = values[~np.isnan(values)]  # +inf: tokens the model never saw, the most unusual
+    finite = scored[np.isfinite(scored)]
+    median = float(np.median(scored)) if len(scored) else float("nan")
+    tracker.log_metrics({"n": len(table), "n_scored": len(scored), "median_score": median,
                          "mean_score": float(finite.mean()) if len(finite) else None,
                          "seconds": time.perf_counter() - started})
     tracker.set_tags({"score": config.score})
     tracker.log_artifact(config.out)
-    return AnomalyResult(Path(config.out), len(table), len(finite), median, config.score)
+    return AnomalyResult(Path(config.out), len(table), len(scored), median, config.score)

@@ -4,7 +4,8 @@ Reads a CSV/TSV/Parquet table with columns ``z_0 … z_{d-1}`` (or ``mu_0 …``,
 encode`` writes them), e.g. latents edited in a notebook, and decodes each row greedily (or by
 sampling at ``--temperature`` with ``--no-greedy``). Output: ``smiles``, ``valid``, and, when
 the input had a ``smiles`` column, ``input_smiles`` and ``reconstructed``; then the input's
-other non-latent columns. A row with a missing value decodes to nothing, with a reason.
+other non-latent columns. A row with a missing or infinite value decodes to nothing, with a
+reason.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def latent_columns(table: pd.DataFrame, dim: int, where: str) -> list[str]:
                       f"{', '.join(map(str, table.columns[:12]))}")
 
 
+def latent_problem(row: np.ndarray, columns: list[str]) -> str:
+    """Why a latent row is not decoded: a missing value (empty, or not a number) or an
+    infinite one, with the columns that hold it."""
+    missing = [c for c, v in zip(columns, row, strict=True) if np.isnan(v)]
+    if missing:
+        return f"missing latent value in {', '.join(missing)}"
+    infinite = [c for c, v in zip(columns, row, strict=True) if np.isinf(v)]
+    return f"non-finite (infinite) latent value in {', '.join(infinite)}"
+
+
 @dataclass
 class DecodeConfig:
     """Options of ``molvae decode``."""
@@ -56,8 +67,9 @@ class DecodeConfig:
     device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
 
     def validate(self) -> None:
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not np.isfinite(self.temperature) or self.temperature <= 0:  # nan: torch error
+            raise ConfigError(f"temperature must be a finite number > 0, got "
+                              f"{self.temperature}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         check_table_path(self.out)
@@ -91,7 +103,8 @@ def run(config: DecodeConfig, tracker: Tracker) -> DecodeResult:
                                 seed=config.seed, batch_size=config.batch_size))
     smiles = [next(decoded) if good else None for good in ok]
     out = pd.DataFrame({"smiles": smiles, "valid": [chem.to_mol(s) is not None for s in smiles],
-                        "reason": [None if good else "missing latent value" for good in ok]})
+                        "reason": [None if good else latent_problem(row, columns)
+                                   for good, row in zip(ok, z, strict=True)]})
     reconstructed = None
     if "smiles" in table.columns:
         out["input_smiles"] = table["smiles"].to_numpy()

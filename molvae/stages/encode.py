@@ -104,11 +104,12 @@ def run(config: EncodeConfig, tracker: Tracker) -> EncodeResult:
     terms = elbo_terms(model, molecules["input"].tolist(), config.batch_size)
     table = with_inputs(terms.table(latents=True), molecules)
     write_table(table, config.out)
-    encoded = int(np.isfinite(terms.nll).sum())
-    mean = float(np.nanmean(terms.neg_elbo)) if encoded else float("nan")
+    ok = np.isfinite(terms.nll)  # not NaN (no molecule) nor +inf (tokens it never saw)
+    encoded = int(ok.sum())
+    mean = float(terms.neg_elbo[ok].mean()) if encoded else float("nan")
     seconds = time.perf_counter() - started
     tracker.log_metrics({"n": len(table), "n_encoded": encoded, "mean_neg_elbo": mean,
-                         "mean_nll": float(np.nanmean(terms.nll)) if encoded else None,
+                         "mean_nll": float(terms.nll[ok].mean()) if encoded else None,
                          "mean_kl": float(np.nanmean(terms.kl)) if encoded else None})
     tracker.log_artifact(config.out)
     return EncodeResult(Path(config.out), len(table), encoded, mean, seconds)

@@ -8,14 +8,22 @@ as one Parquet file, so memory stays flat however large the input. The whole-set
 
 Nothing is lost: every input row ends in exactly one of the splits, ``duplicates.csv``
 (pointing at the kept row) or ``rejects.csv`` (with a reason a person understands).
+
+The folder is written as one unit: built beside ``OUT`` and swapped in whole
+(:func:`molvae.io.atomic_folder`), with a ``manifest.json`` naming one run id and every file's
+digest (:mod:`molvae.data.manifest`). A prep killed while it rewrites ``OUT`` leaves the old
+data set whole, and readers refuse a folder whose files come from different runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import shutil
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,19 +37,26 @@ from tqdm.auto import tqdm
 from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.data import partitions
+from molvae.data.manifest import MANIFEST, RUN_KEY, write_manifest
 from molvae.data.prep import (
     Standardize,
+    make_room,
     merge_kinds,
     standardize_piece,
 )
-from molvae.data.sources import iter_source
-from molvae.io import atomic_path, write_json
+from molvae.data.sources import is_sdf, iter_source
+from molvae.data.tokens import Vocab
+from molvae.io import atomic_folder, atomic_path, write_json, write_text
 from molvae.parallel import engine, map_ordered
 from molvae.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 ROWS_PER_SPLIT_PARTITION = 100_000  # rows per Parquet file of a written split
+OUTPUTS = ("train.parquet", "val.parquet", "test.parquet", "vocab.json", "report.json",
+           "rejects.csv", "duplicates.csv", MANIFEST)
+"""What prep writes in ``OUT``: a folder holding only these (and its own leftovers) may be
+replaced."""
 
 
 @dataclass
@@ -123,51 +138,97 @@ class PrepResult:
 
 
 def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
-    """The prep stage: read, standardize, filter, de-duplicate, split, tokenize, write."""
+    """The prep stage: read, standardize, filter, de-duplicate, split, tokenize, write.
+
+    Everything is written into a new folder beside ``OUT`` that replaces ``OUT`` only once
+    complete, so ``OUT`` never mixes two runs (a killed rewrite once left train from the new
+    input and val, test and the vocabulary from the old).
+    """
     tracker = tracker or Tracker()
     start = time.perf_counter()
     out = Path(config.out)
-    work = out / ".work"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "records").mkdir(parents=True)  # makes OUT too
+    _check_replaceable(out)
+    with atomic_folder(out) as build:
+        counts, reasons, report = _build(config, build, uuid.uuid4().hex, start)
+    seconds = report["timings_s"]["total_s"]
+    tracker.log_metrics({f"n_{k}": v for k, v in counts.items()})
+    tracker.log_metrics({"vocab_size": report["vocab_size"], "max_tokens": report["max_tokens"],
+                         "molecules_per_s": report["molecules_per_s"], "seconds": seconds})
+    tracker.log_metrics({f"rejects/{k}": v for k, v in reasons.items()})
+    for name in ("report.json", "vocab.json", "rejects.csv", "duplicates.csv", MANIFEST):
+        tracker.log_artifact(out / name)
+    return PrepResult(out=out, counts=counts, reasons=reasons, seconds=seconds)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse an ``OUT`` that is not prep's to replace: the whole folder is swapped, so any
+    other file in it (``--out .``, a project folder) would be deleted with the old data set."""
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    foreign = sorted(entry.name for entry in out.iterdir()
+                     if entry.name not in (*OUTPUTS, ".work", ".done.json")
+                     and not (entry.name.startswith(".") and entry.name.endswith(".tmp")))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"--out {out} holds files `molvae prep` did not write ({shown}); prep "
+                         "replaces the whole folder, so give an empty or a prepared folder")
+
+
+def _build(config: PrepConfig, build: Path, run_id: str, start: float
+           ) -> tuple[dict[str, int], dict[str, int], dict]:
+    """Write the whole prepared folder into ``build`` (manifest last); returns the counts, the
+    reject reasons and the report."""
+    work = build / ".work"
+    (work / "records").mkdir(parents=True)
     rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
                         config.max_heavy_atoms, config.max_tokens, tuple(config.properties),
                         config.split == "scaffold")
     with engine(config.cluster, config.workers) as current:
-        streamed = _standardize_inputs(config, rules, work)
+        streamed = _standardize_inputs(config, rules, work, build)
         timings = {"standardize_s": time.perf_counter() - start}
         if streamed.kept == 0:
-            raise ValueError(f"no molecule passed standardization; see {out}/rejects.csv")
+            rejects = _keep_rejects(build / "rejects.csv", Path(config.out))
+            raise ValueError(f"no molecule passed standardization; see {rejects}")
         t0 = time.perf_counter()
         with partitions.scheduler_config(current.scheduler()):
-            counts, n_duplicates, vocab, unseen = _whole_set_steps(config, work, streamed)
+            counts, n_duplicates, vocab, unseen = _whole_set_steps(config, work, build,
+                                                                   streamed)
         timings["dedupe_split_write_s"] = time.perf_counter() - t0
         engine_used = f"dask ({current.address or 'local cluster'})" if current.distributed \
             else "this process"
     shutil.rmtree(work, ignore_errors=True)
-    vocab.save(out / "vocab.json")
+    write_text(json.dumps({**vocab.to_dict(), RUN_KEY: run_id}, indent=1), build / "vocab.json")
 
     counts = {"input": streamed.inputs, "kept": streamed.kept - n_duplicates,
               "duplicates": n_duplicates, "rejected": sum(streamed.reasons.values()), **counts}
+    if counts["kept"] + counts["duplicates"] + counts["rejected"] != counts["input"] or \
+            sum(counts[name] for name in ("train", "val", "test")) != counts["kept"]:
+        raise RuntimeError(f"molecule accounting does not add up: {counts}")
     seconds = time.perf_counter() - start
-    report = {"counts": counts, "reject_reasons": dict(streamed.reasons),
+    report = {RUN_KEY: run_id, "counts": counts, "reject_reasons": dict(streamed.reasons),
               "inputs": streamed.per_source, "vocab_size": len(vocab),
               "max_tokens": vocab.max_length, "molecules_with_tokens_unseen_in_train": unseen,
               "timings_s": {**timings, "total_s": seconds},
               "molecules_per_s": streamed.inputs / max(seconds, 1e-9),
               "engine": engine_used}
-    write_json(report, out / "report.json")
-    if counts["kept"] + counts["duplicates"] + counts["rejected"] != counts["input"] or \
-            sum(counts[name] for name in ("train", "val", "test")) != counts["kept"]:
-        raise RuntimeError(f"molecule accounting does not add up: {counts}")
+    write_json(report, build / "report.json")
+    write_manifest(build, run_id)
+    return counts, dict(streamed.reasons), report
 
-    tracker.log_metrics({f"n_{k}": v for k, v in counts.items()})
-    tracker.log_metrics({"vocab_size": len(vocab), "max_tokens": vocab.max_length,
-                         "molecules_per_s": report["molecules_per_s"], "seconds": seconds})
-    tracker.log_metrics({f"rejects/{k}": v for k, v in streamed.reasons.items()})
-    for name in ("report.json", "vocab.json", "rejects.csv", "duplicates.csv"):
-        tracker.log_artifact(out / name)
-    return PrepResult(out=out, counts=counts, reasons=dict(streamed.reasons), seconds=seconds)
+
+def _keep_rejects(rejects: Path, out: Path) -> Path:
+    """Where the rejects of a prep that kept nothing go, as the build folder is dropped: into
+    ``OUT`` when it holds no data set (as always), else beside it, so a failed run neither
+    replaces a good prepared folder nor mixes a file into it."""
+    if not (out / "vocab.json").exists() and not (out / MANIFEST).exists():
+        target = out / "rejects.csv"
+    else:
+        target = out.with_name(f"{out.name}.rejects.csv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(rejects, target)
+    return target
 
 
 @dataclass
@@ -193,6 +254,11 @@ def _pieces(config: PrepConfig, seen: Streamed) -> Iterator[pd.DataFrame]:
         for piece in iter_source(spec, config.smiles_col, config.chunk_size):
             if config.limit is not None:
                 piece = piece.head(config.limit - seen.per_source[spec])
+            piece, renamed = make_room(piece, is_sdf(spec))
+            if renamed and not seen.per_source[spec]:
+                log.warning("%s: column(s) %s kept as %s (prep adds its own source, row "
+                            "and order columns)", spec, ", ".join(map(str, renamed)),
+                            ", ".join(renamed.values()))
             first = seen.per_source[spec]
             piece.insert(1, "source", spec)
             piece.insert(2, "row", np.arange(first + 1, first + len(piece) + 1))
@@ -205,9 +271,11 @@ def _pieces(config: PrepConfig, seen: Streamed) -> Iterator[pd.DataFrame]:
                 break
 
 
-def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path) -> Streamed:
+def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path, build: Path
+                        ) -> Streamed:
     """Stream the inputs through :func:`standardize_piece` on the engine; kept records land in
-    ``work/records`` (one Parquet file per piece), rejects in ``rejects.csv`` in input order."""
+    ``work/records`` (one Parquet file per piece), rejects in ``build/rejects.csv`` in input
+    order."""
     seen = Streamed()
     (work / "rejects").mkdir()
     worker = partial(standardize_piece, rules=rules, work=work)
@@ -217,7 +285,12 @@ def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path) -> S
             seen.reasons.update(piece.reasons)
             seen.kinds = merge_kinds(seen.kinds, piece.kinds)
             bar.update(piece.rows)
-    _join_csv(sorted((work / "rejects").glob("part-*.csv")), Path(config.out) / "rejects.csv",
+    empty = [spec for spec, rows in seen.per_source.items() if not rows]
+    if len(empty) == len(seen.per_source):  # not "see rejects.csv": it would be empty too
+        raise ValueError(f"no molecules in {', '.join(empty)}")
+    if empty:
+        log.warning("no molecules in %s", ", ".join(empty))
+    _join_csv(sorted((work / "rejects").glob("part-*.csv")), build / "rejects.csv",
               "source,row,raw,reason\n")
     return seen
 
@@ -232,11 +305,10 @@ def _join_csv(parts: list[Path], path: Path, header: str) -> None:
                 shutil.copyfileobj(handle, out)
 
 
-def _whole_set_steps(config: PrepConfig, work: Path, streamed: Streamed
-                     ) -> tuple[dict[str, int], int, object, dict[str, int]]:
-    """De-duplicate, split, write the splits; returns (rows per split, duplicates, vocab,
-    molecules with unseen tokens)."""
-    out = Path(config.out)
+def _whole_set_steps(config: PrepConfig, work: Path, out: Path, streamed: Streamed
+                     ) -> tuple[dict[str, int], int, Vocab, dict[str, int]]:
+    """De-duplicate, split, write the splits into ``out`` (the folder being built); returns
+    (rows per split, duplicates, vocab, molecules with unseen tokens)."""
     n_parts = max(1, math.ceil(streamed.kept / ROWS_PER_SPLIT_PARTITION))
     marked = partitions.deduplicate(work / "records", work / "marked", config.seed, n_parts)
     n_duplicates = partitions.write_duplicates(marked, out / "duplicates.csv")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from molvae import config as cfg
 from molvae import tracking
+from molvae.io import output_lock
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("anomaly", "AnomalyConfig",
           "out-of-distribution score per molecule (NLL per token, negative ELBO)",
           reads={"model": "train", "reference": "prep"}, output_file="anomaly.csv"),
+    Stage("analogs", "AnalogsConfig",
+          "analogs of given molecules for data augmentation: decoded around each one's "
+          "posterior, kept inside a similarity band", reads={"model": "train"}),
 )}
 
 
@@ -97,12 +102,22 @@ def run_stage(name: str, config: Any, track: bool = True, run_name: str | None =
     whose outputs this one reads to their run ids (a pipeline knows them): each becomes a
     ``molvae.upstream.KEY`` tag, so a reader can follow an input to the run that made it; this
     stage's own run id is added to ``runs``.
+
+    The stage's ``out`` is locked while it runs (:func:`molvae.io.output_lock`): a second stage
+    writing the same output fails at once naming the first's pid, instead of the two mixing
+    their files (two preps into one folder once reported one input and held the other).
+
+    Raises:
+        molvae.io.Busy: another process is writing ``config.out``.
     """
     stage = get_stage(name)
-    track = track and os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 records
+    writer = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 records and locks
+    track = track and writer
     runs = {} if runs is None else runs
     options = cfg.to_dict(config)
-    with tracking.stage_run(name, options, enabled=track, run_name=run_name) as tracker:
+    out = getattr(config, "out", None)
+    lock = output_lock(out) if writer and out is not None else nullcontext()
+    with lock, tracking.stage_run(name, options, enabled=track, run_name=run_name) as tracker:
         tracker.set_tags({f"molvae.upstream.{key}": runs[source]
                           for key, source in stage.reads.items() if source in runs})
         for key, value in options.items():

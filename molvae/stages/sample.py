@@ -64,8 +64,9 @@ class SampleConfig:
             raise ConfigError(f"n must be >= 1, got {self.n}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature <= 0:  # nan: torch error
+            raise ConfigError(f"temperature must be a finite number > 0, got "
+                              f"{self.temperature}")
         if self.prior not in PRIORS:
             raise ConfigError(f"prior must be one of {', '.join(PRIORS)}, got '{self.prior}'")
         self.targets()

@@ -29,6 +29,7 @@ import pandas as pd
 
 from molvae import chem, plots
 from molvae.config import ConfigError, option
+from molvae.data.manifest import check_prepared
 from molvae.devices import choose_device
 from molvae.io import write_json, write_table
 from molvae.parallel import engine
@@ -147,6 +148,7 @@ def _read_molecules(spec: str, split: str, files_allowed: bool = True) -> Molecu
         file = path / f"{split}.parquet"
         if not file.exists():
             return None
+        check_prepared(path, [file.name])  # test and train of one prep run, not a mix
         return Molecules(pd.read_parquet(file, columns=["smiles"])["smiles"].tolist(), True,
                          str(file))
     if not files_allowed:

@@ -2,7 +2,8 @@
 
 Stages record through a :class:`Tracker` and resolve model URIs with
 :func:`local_model_dir`; neither imports MLflow until it is used, so ``--no-track`` runs and
-``molvae --help`` never load it. ``serving`` holds the pyfunc model for ``mlflow models serve``.
+``molvae --help`` never load it. ``serving`` holds the pyfunc model for ``mlflow models serve``;
+``server`` runs it behind ``molvae serve``'s request limits.
 """
 
 from molvae.tracking.models import is_model_uri, local_model_dir

@@ -36,12 +36,24 @@ def rng_state() -> dict[str, Any]:
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Put every global random generator back to a state from :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    restore_cuda_rng(state["cuda"])
     numpy = state["numpy"]
     np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32),
                          numpy["position"], numpy["has_gauss"], numpy["cached_gaussian"]))
     random.setstate(_as_tuples(state["python"]))
+
+
+def restore_cuda_rng(states: list[torch.Tensor]) -> None:
+    """Restore the saved CUDA generators that exist on this host.
+
+    A checkpoint may come from a host with more (or fewer) GPUs than this one: device i gets
+    state i where both exist, the rest keep their seeds. cuDNN's dropout state is not among
+    them, so a resumed run with dropout on a GPU is not bit-identical to an uninterrupted one.
+    """
+    if not states or not torch.cuda.is_available():
+        return
+    for index, state in enumerate(states[:torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(state, index)
 
 
 def _as_tuples(value: Any) -> Any:

@@ -14,7 +14,8 @@ from molvae.model.presets import PRESETS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 # options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
-RESUME_KEYS = {"resume", "max_steps", "max_minutes", "log_model", "registered_name", "threads",
+RESUME_KEYS = {"resume", "max_steps", "max_minutes", "prior_components", "log_model",
+               "registered_name", "threads",
                "epochs", "allow_degenerate"}
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
 # new value would be silently ignored while the checkpoint recorded it
@@ -62,6 +63,9 @@ class TrainConfig:
     condition: list[str] = option([], help="property columns the encoder and decoder are "
                                   "conditioned on (a CVAE; `molvae sample --condition "
                                   "NAME=VALUE` then generates for targets)")
+    prior_components: int = option(1, help="Gaussian components of the fitted prior, refitted "
+                                   "to the validation molecules' codes after each epoch (1 = "
+                                   "one Gaussian; more cover a clustered latent space better)")
     patience: int = option(5, help="stop after this many epochs without a better val_loss "
                            "(0 = never)")
     checkpoint_every: int = option(1000, help="write checkpoint.pt every N steps (and each epoch)")
@@ -89,7 +93,8 @@ class TrainConfig:
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
                                   f"got '{getattr(self, key)}'")
-        for key in ("epochs", "batch_size", "checkpoint_every", "log_every", "kl_cycle_steps"):
+        for key in ("epochs", "batch_size", "checkpoint_every", "log_every", "kl_cycle_steps",
+                    "prior_components"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "grad_clip", "beta_max", "free_bits", "patience",

@@ -21,13 +21,14 @@ from molvae.model.vae import SelfiesVAE
 @torch.no_grad()
 def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, beta: float,
              property_weight: float, batch_size: int, eval_molecules: int, eval_samples: int,
-             seed: int, amp: bool) -> dict:
+             seed: int, amp: bool, prior_components: int = 1) -> dict:
     """Validation metrics; seeded and run on a forked RNG, so training randomness is untouched.
 
     Returns val_loss (recon + ``beta`` * KL, the target objective), val_recon, val_kl,
     token_accuracy (teacher forcing from mu), molecule_accuracy (greedy decoding of mu equals
     the canonical SMILES), prior_validity / prior_uniqueness of ``eval_samples`` samples from
-    the fitted prior (refitted here to the validation latents, which the model keeps),
+    the fitted prior (refitted here to the validation latents with ``prior_components``
+    Gaussians, which the model keeps),
     active_units, and kl_per_dimension (a list).
     """
     model.eval()
@@ -38,6 +39,7 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
     sums: dict[str, torch.Tensor] = {}
     correct, total = zero.clone(), zero.clone()
     mu = torch.empty((n, model.latent_dim), device=device)
+    logvar = torch.empty_like(mu)
     kl_dims = torch.zeros(model.latent_dim, device=device)
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -57,7 +59,8 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
                 sums[key] = sums.get(key, zero) + value.detach().float() * len(rows)
             kl_dims += kl_per_dimension(out.mu, out.logvar) * len(rows)
             mu[start:start + len(rows)] = out.mu.float()
-    mu = mu.cpu().numpy()
+            logvar[start:start + len(rows)] = out.logvar.float()
+    mu, logvar = mu.cpu().numpy(), logvar.cpu().numpy()
     sums = {key: float(value) for key, value in sums.items()}
     correct, total, kl_dims = int(correct), int(total), kl_dims.cpu()
     count = min(eval_molecules, n)
@@ -66,7 +69,7 @@ def evaluate(model: SelfiesVAE, data: PreparedData, device: torch.device, *, bet
     raw = None if data.val.conditions is None else \
         data.val.conditions * data.condition_std + data.condition_mean
     rebuilt = model.decode(mu[:count], conditions=None if raw is None else raw[:count])
-    model.fit_prior(mu)
+    model.fit_prior(mu, logvar, min(prior_components, n // 2), seed)
     samples = model.sample(eval_samples, seed=seed, conditions=None if raw is None
                            else raw[np.arange(eval_samples) % n])
     valid = [s for s in samples if chem.to_mol(s) is not None]

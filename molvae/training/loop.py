@@ -126,9 +126,15 @@ class StopRequest:
     def __init__(self, max_steps: int | None, max_minutes: float | None,
                  check_every: int) -> None:
         self.max_steps = max_steps
-        self.deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
+        self.max_minutes = max_minutes
+        self.deadline: float | None = None
         self.check_every = check_every
         self.signalled = False
+
+    def start_clock(self) -> None:
+        """Start counting ``max_minutes`` (when training starts, after the data is loaded)."""
+        if self.max_minutes is not None:
+            self.deadline = time.monotonic() + 60 * self.max_minutes
 
     def __call__(self, step: int, job: Distributed) -> bool:
         """Whether to stop after ``step``. The clock and the signal are read every
@@ -237,6 +243,7 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
                              "rng": rng, "train_config": to_dict(config)}, out)
 
     train_tokens = DeviceTokens(data.train, device)
+    should_stop.start_clock()
     while progress.epoch < config.epochs and not progress.finished:
         batches = epoch_batches(data.train.lengths, config.batch_size, config.seed,
                                 progress.epoch, job.rank, job.world_size)
@@ -286,6 +293,7 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
             model, data, device, beta=config.beta_max, property_weight=config.property_weight,
             batch_size=config.batch_size, eval_molecules=config.eval_molecules,
             eval_samples=config.eval_samples, seed=config.seed, amp=config.amp,
+            prior_components=config.prior_components,
         ) if job.is_main else None
         metrics = job.from_main(metrics)
         _end_epoch(progress, metrics, train_loss, config, model, tracker, job.is_main)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -45,9 +46,13 @@ def test_unusable_rows_stay_with_nan_and_a_reason(model: SelfiesVAE) -> None:
     assert len(table) == 5
     assert table.loc[:2, "neg_elbo"].isna().all() and table.loc[:2, "mu_0"].isna().all()
     assert "syntax" in table.loc[0, "reason"] and table.loc[1, "reason"] == table.loc[2, "reason"]
-    assert table.loc[3:, "reason"].isna().all() and table.loc[3:, "neg_elbo"].notna().all()
+    # [Si] is outside the vocabulary: the model cannot write it (p = 0), so no posterior
+    assert table.loc[3, "reason"] == "tokens the model never saw: [Si]"
+    assert np.isposinf(table.loc[3, ["nll", "neg_elbo", "nll_per_token"]].to_numpy(float)).all()
+    assert table.loc[3, ["mu_0", "kl"]].isna().all()
+    assert pd.isna(table.loc[4, "reason"]) and np.isfinite(table.loc[4, "neg_elbo"])
     assert table.loc[3, "unknown_tokens"] >= 1 and table.loc[4, "unknown_tokens"] == 0
-    assert (table.loc[3:, [f"sigma_{i}" for i in range(model.latent_dim)]] > 0).all().all()
+    assert (table.loc[4, [f"sigma_{i}" for i in range(model.latent_dim)]] > 0).all()
 
 
 def test_slerp_keeps_the_radius_and_falls_back_to_a_line() -> None:

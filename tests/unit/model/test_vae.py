@@ -80,6 +80,28 @@ def test_fitted_prior_samples_where_the_latents_lie(vocab: Vocab, tmp_path: Path
         model.sample(5, prior="uniform")
 
 
+def test_mixture_prior_covers_separate_clusters_and_survives_save_and_load(
+        vocab: Vocab, tmp_path: Path) -> None:
+    model = tiny(vocab)
+    rng = np.random.default_rng(0)
+    centres = np.array([[-4.0] * 8, [4.0] * 8])
+    mu = centres[rng.integers(0, 2, 1000)] + 0.1 * rng.standard_normal((1000, 8))
+    model.fit_prior(mu, np.full_like(mu, np.log(0.01)), components=2)
+    z = model.prior_samples(4000, generator=torch.Generator().manual_seed(0)).numpy()
+    nearest = np.abs(z[:, :1] - centres[:, 0]).min(axis=1)
+    assert nearest.max() < 1.0  # one Gaussian would put most samples near 0, between them
+    assert 0.4 < (z[:, 0] > 0).mean() < 0.6
+    save_model(model, tmp_path, torch.float16)
+    loaded = load_model(tmp_path, "cpu")
+    assert loaded.mixture_means.shape == (2, 8)
+    again = loaded.prior_samples(4000, generator=torch.Generator().manual_seed(0)).numpy()
+    assert np.abs(again[:, :1] - centres[:, 0]).min(axis=1).max() < 1.0
+    model.fit_prior(mu)  # one component again: the mixture is dropped
+    assert len(model.mixture_weights) == 0
+    with pytest.raises(ValueError, match="needs at least 2000 molecules"):
+        model.fit_prior(mu, components=1000)
+
+
 def test_forward_shapes_with_and_without_property_head(vocab: Vocab) -> None:
     tokens, lengths = batch_of(vocab, [ASPIRIN, PARACETAMOL, "CCO"])
     out = tiny(vocab)(tokens, lengths)

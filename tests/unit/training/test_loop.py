@@ -174,3 +174,28 @@ def test_bf16_training_on_cuda(prepared_dir: Path, tmp_path: Path) -> None:
     history = pd.read_csv(tmp_path / "m" / "history.csv")
     assert np.isfinite(history["val_loss"]).all() and history["prior_validity"].eq(1.0).all()
     assert load_model(tmp_path / "m").device.type == "cuda"
+
+
+def test_grus_compute_in_float32_under_bf16_autocast(prepared_dir: Path) -> None:
+    """The GRUs run in float32 with the linear layers in bf16 (see molvae.model.vae.run_gru);
+    autocast on CPU stands in for CUDA's, whose cuDNN RNN would otherwise run in float16."""
+    from molvae.data.batching import DeviceTokens, load_prepared
+    from molvae.model.loss import vae_loss
+    from molvae.model.presets import build_model
+
+    data = load_prepared(prepared_dir)
+    model = build_model(data.vocab, "tiny").train()
+    seen: list[tuple[bool, torch.dtype]] = []  # (autocast on inside the GRU, its state dtype)
+    for gru in (model.encoder, model.decoder):
+        gru.register_forward_hook(lambda module, args, out: seen.append(
+            (torch.is_autocast_enabled("cpu"), out[1].dtype)))
+    batch = DeviceTokens(data.train, torch.device("cpu")).batch(list(range(16)))
+    assert (batch.lengths[:-1] >= batch.lengths[1:]).all()  # longest first
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch.tokens, batch.lengths)
+        terms = vae_loss(out, batch, data.vocab.pad_id, 0.5, 0.0, 1.0)
+    assert seen == [(False, torch.float32), (False, torch.float32)]
+    assert out.logits.dtype == torch.bfloat16  # the output layer did run under autocast
+    assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
+    terms["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

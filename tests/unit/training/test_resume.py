@@ -89,3 +89,17 @@ def test_sigterm_and_max_minutes_stop_with_a_checkpoint_that_resumes(
                     resume=True, max_train=None, eval_samples=2, eval_molecules=2)
     assert resumed.progress.step == stopped["step"] + 1
 
+
+
+def test_resume_restores_only_the_cuda_generators_this_host_has(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from molvae.training.checkpoint import restore_cuda_rng
+
+    restored: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append(index))
+    restore_cuda_rng([torch.zeros(8, dtype=torch.uint8)] * 3)  # written on a 3-GPU host
+    assert restored == [0]

@@ -27,12 +27,14 @@ BATCHES_PER_BUCKET = 50  # molecules are sorted by length within chunks of this 
 @dataclass
 class Batch:
     """Padded token ids [B, T], their lengths [B], standardized properties [B, P] and
-    standardized conditions [B, C] (each None when not used)."""
+    standardized conditions [B, C] (each None when not used), and the split's row of each
+    molecule [B] (host; batches are reordered longest first, so row i is not rows[i])."""
 
     tokens: torch.Tensor
     lengths: torch.Tensor
     properties: torch.Tensor | None = None
     conditions: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -106,7 +108,7 @@ class DeviceTokens:
         tokens = self.tokens.index_select(0, index)[:, :int(lengths.max())].long()
         props = None if self.properties is None else self.properties.index_select(0, index)
         conds = None if self.conditions is None else self.conditions.index_select(0, index)
-        return Batch(tokens, lengths, props, conds)
+        return Batch(tokens, lengths, props, conds, rows)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,

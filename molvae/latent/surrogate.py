@@ -99,6 +99,24 @@ def fit_surrogate(z: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = SUR
     Returns:
         the surrogate on CPU in eval mode; ``.scores`` holds validation r2 and mae.
     """
+    z, y, z_val, y_val = _usable_split(z, y, validation, val_fraction, seed)
+    surrogate = _standardized_surrogate(z, y, hidden_dim, num_layers, seed).to(device)
+    best_epoch = _train_early_stopped(surrogate, z, y, z_val, y_val, seed=seed, epochs=epochs,
+                                      lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                                      patience=patience)
+    surrogate.cpu().eval()
+    val_scores = regression_scores(y_val.astype(np.float64), surrogate.predict(z_val))
+    surrogate.scores = {"r2": val_scores["r2"], "mae": val_scores["mae"],
+                        "best_epoch": float(best_epoch + 1), "n_train": float(len(y)),
+                        "n_val": float(len(y_val))}
+    return surrogate
+
+
+def _usable_split(z: np.ndarray, y: np.ndarray,
+                  validation: tuple[np.ndarray, np.ndarray] | None, val_fraction: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training and validation rows as float32 (z, y, z_val, y_val), rows with NaN dropped;
+    without ``validation`` a seeded ``val_fraction`` of the training rows is held out."""
     z, y = np.asarray(z, dtype=np.float32), np.asarray(y, dtype=np.float32)
     keep = usable_rows(z, y)
     z, y = z[keep], y[keep]
@@ -112,6 +130,13 @@ def fit_surrogate(z: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = SUR
         z_val, y_val = z_val[held], y_val[held]
     if len(y) < 2 or len(y_val) < 1:
         raise ValueError(f"too few rows to fit a surrogate: {len(y)} train, {len(y_val)} val")
+    return z, y, z_val, y_val
+
+
+def _standardized_surrogate(z: np.ndarray, y: np.ndarray, hidden_dim: int, num_layers: int,
+                            seed: int) -> Surrogate:
+    """A new surrogate, its weights drawn from ``seed`` without touching the global random
+    state, standardizing inputs and target with the training rows' statistics."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         surrogate = Surrogate(z.shape[1], hidden_dim, num_layers)
@@ -119,7 +144,16 @@ def fit_surrogate(z: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = SUR
     surrogate.z_scale.copy_(torch.from_numpy(np.maximum(z.std(axis=0), 1e-6)))
     surrogate.y_mean.fill_(float(y.mean()))
     surrogate.y_scale.fill_(float(max(y.std(), 1e-6)))
-    surrogate.to(device)
+    return surrogate
+
+
+def _train_early_stopped(surrogate: Surrogate, z: np.ndarray, y: np.ndarray,
+                         z_val: np.ndarray, y_val: np.ndarray, *, seed: int, epochs: int,
+                         lr: float, weight_decay: float, batch_size: int,
+                         patience: int) -> int:
+    """Fit ``surrogate`` in place on its device (MSE in standard units, seeded shuffling) and
+    leave it with the weights of its best validation epoch; returns that epoch (from 0)."""
+    device = surrogate.z_mean.device
     train_z, train_y = torch.from_numpy(z).to(device), torch.from_numpy(y).to(device)
     val_z, val_y = torch.from_numpy(z_val).to(device), torch.from_numpy(y_val).to(device)
     target = (train_y - surrogate.y_mean) / surrogate.y_scale
@@ -144,12 +178,7 @@ def fit_surrogate(z: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = SUR
         elif epoch - best_epoch >= patience:
             break
     surrogate.load_state_dict(best_state)
-    surrogate.cpu().eval()
-    val_scores = regression_scores(y_val.astype(np.float64), surrogate.predict(z_val))
-    surrogate.scores = {"r2": val_scores["r2"], "mae": val_scores["mae"],
-                        "best_epoch": float(best_epoch + 1), "n_train": float(len(y)),
-                        "n_val": float(len(y_val))}
-    return surrogate
+    return best_epoch
 
 
 def load_surrogate(regress_dir: str | Path, property_name: str,

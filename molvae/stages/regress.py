@@ -38,6 +38,7 @@ from molvae.latent.encode import (
 from molvae.latent.regressors import (
     GP_KERNELS,
     REGRESSORS,
+    FittedRegressor,
     RegressorOptions,
     file_stem,
     fit_regressor,
@@ -50,6 +51,9 @@ from molvae.model.vae import SelfiesVAE
 from molvae.tracking import Tracker, local_model_dir
 
 log = logging.getLogger(__name__)
+
+Split = tuple[np.ndarray, pd.DataFrame]  # a split's latent means [N, D] and its table
+
 
 @dataclass
 class RegressConfig:
@@ -167,13 +171,11 @@ def _head_scores(model: SelfiesVAE, prop: str, z_test: np.ndarray,
             "cv_r2_std": None}
 
 
-def _fit_surrogate(config: RegressConfig, splits: dict[str, Any], prop: str, z_train: np.ndarray,
-                   y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+def _fit_surrogate(config: RegressConfig, splits: dict[str, Split], prop: str,
+                   z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
                    device: Any) -> dict[str, float | None]:
     """Train and save the property's surrogate; returns its test scores (and val R²/MAE)."""
-    mu_val, table_val = splits["val"]
-    z_val, y_val, _ = encoded_target(mu_val, table_val, prop, "val.parquet",
-                                            required=False)
+    z_val, y_val, _ = encoded_target(*splits["val"], prop, "val.parquet", required=False)
     surrogate = fit_surrogate(
         z_train, y_train, seed=config.seed, epochs=config.surrogate_epochs,
         hidden_dim=config.surrogate_hidden, device=device,
@@ -187,78 +189,107 @@ def _fit_surrogate(config: RegressConfig, splits: dict[str, Any], prop: str, z_t
 
 def run(config: RegressConfig, tracker: Tracker | None = None) -> RegressResult:
     """The regress stage (see the module docstring); returns the scores and the choices."""
-
     tracker = tracker or Tracker()
     start = time.perf_counter()
-    out = Path(config.out)
     model = load_model(local_model_dir(config.model), device=config.device)
     fingerprint = model_fingerprint(model)
-    cache_dir = (config.cache_dir or out / "cache") if config.cache else None
+    splits = _encode_splits(config, model)
+    result = RegressResult(out=Path(config.out))
+    rows: dict[str, dict[str, int]] = {}
+    with tqdm(total=len(config.properties) * len(config.regressors), desc="regress") as bar:
+        for prop in config.properties:
+            result.scores[prop], result.best[prop], rows[prop] = _regress_property(
+                config, model, fingerprint, splits, prop, bar)
+            tracker.log_metrics({f"{prop}/rows/{k}": v for k, v in rows[prop].items()})
+            for name, values in result.scores[prop].items():
+                tracker.log_metrics({f"{prop}/{name}/{k}": v for k, v in values.items()})
+    _plot_latent_space(config, splits)
+    result.seconds = time.perf_counter() - start
+    _write_outputs(config, model, fingerprint, splits, result, rows, tracker)
+    return result
+
+
+def _encode_splits(config: RegressConfig, model: SelfiesVAE) -> dict[str, Split]:
+    """Every split's latent means and table (cached when ``config.cache``); a property that
+    train or test lacks fails here, before any fitting."""
+    cache_dir = (config.cache_dir or Path(config.out) / "cache") if config.cache else None
     splits = {name: encode_split(model, config.data, name, cache_dir, config.batch_size)
               for name in tqdm(SPLITS, desc="encode", unit="split")}
-    for prop in config.properties:  # fail on a bad property before any fitting
+    for prop in config.properties:
         for name in ("train", "test"):
             property_values(splits[name][1], prop, f"{name}.parquet")
+    return splits
 
+
+def _regress_property(config: RegressConfig, model: SelfiesVAE, fingerprint: str,
+                      splits: dict[str, Split], prop: str, bar: tqdm
+                      ) -> tuple[dict[str, dict[str, float | None]], str, dict[str, int]]:
+    """Fit and score every regressor (plus the head and the surrogate) for one property and
+    save the best; returns the scores by name, the best one's name and the rows used."""
+    z_all, y_all, skipped_train = encoded_target(*splits["train"], prop, "train.parquet")
+    z_train, y_train = _training_rows(z_all, y_all, config, prop)
+    z_test, y_test, skipped_test = encoded_target(*splits["test"], prop, "test.parquet")
     options = config.regressor_options()
-    scores: dict[str, dict[str, dict[str, float | None]]] = {}
-    best: dict[str, str] = {}
-    rows: dict[str, dict[str, int]] = {}
-    progress = tqdm(total=len(config.properties) * len(config.regressors), desc="regress")
-    for prop in config.properties:
-        z_all, y_all, skipped_train = encoded_target(*splits["train"], prop,
-                                                            "train.parquet")
-        z_train, y_train = _training_rows(z_all, y_all, config, prop)
-        z_test, y_test, skipped_test = encoded_target(*splits["test"], prop,
-                                                             "test.parquet")
-        fitted = {}
-        for name in config.regressors:
-            progress.set_postfix_str(f"{prop}/{name}")
-            fitted[name] = fit_regressor(name, z_train, y_train, z_test, y_test, options)
-            progress.update()
-        scores[prop] = {name: f.scores for name, f in fitted.items()}
-        head = _head_scores(model, prop, z_test, y_test)
-        if head is not None:
-            scores[prop]["head"] = head
-        if config.surrogate:
-            scores[prop]["surrogate"] = _fit_surrogate(config, splits, prop, z_train, y_train,
-                                                       z_test, y_test, model.device)
-        chosen = max(fitted.values(), key=lambda f: f.scores["cv_r2_mean"])
-        best[prop] = chosen.name
-        save_regressor(chosen.estimator, out / "regressors", prop, {
-            "regressor": chosen.name, "model": str(config.model), "model_hash": fingerprint,
-            "latent_dim": int(model.latent_dim), "data": str(config.data),
-            "n_train": chosen.n_train, "scores": chosen.scores})
-        plots.predicted_vs_true(y_test, chosen.predictions, prop, chosen.name, chosen.scores,
-                          out / "plots" / f"{file_stem(prop)}_pred_vs_true.png")
-        rows[prop] = {"train": len(y_train), "test": len(y_test),
-                      "skipped_train": skipped_train, "skipped_test": skipped_test}
-        tracker.log_metrics({f"{prop}/rows/{k}": v for k, v in rows[prop].items()})
-        for name, values in scores[prop].items():
-            tracker.log_metrics({f"{prop}/{name}/{k}": v for k, v in values.items()})
-    progress.close()
+    fitted = {}
+    for name in config.regressors:
+        bar.set_postfix_str(f"{prop}/{name}")
+        fitted[name] = fit_regressor(name, z_train, y_train, z_test, y_test, options)
+        bar.update()
+    scores = {name: f.scores for name, f in fitted.items()}
+    head = _head_scores(model, prop, z_test, y_test)
+    if head is not None:
+        scores["head"] = head
+    if config.surrogate:
+        scores["surrogate"] = _fit_surrogate(config, splits, prop, z_train, y_train, z_test,
+                                             y_test, model.device)
+    chosen = max(fitted.values(), key=lambda f: f.scores["cv_r2_mean"])
+    _save_best(config, model, fingerprint, prop, chosen, y_test)
+    rows = {"train": len(y_train), "test": len(y_test), "skipped_train": skipped_train,
+            "skipped_test": skipped_test}
+    return scores, chosen.name, rows
 
+
+def _save_best(config: RegressConfig, model: SelfiesVAE, fingerprint: str, prop: str,
+               chosen: FittedRegressor, y_test: np.ndarray) -> None:
+    """Save the property's chosen regressor, with what it was fitted on (what ``molvae
+    predict`` checks it against), and plot its test predictions."""
+    out = Path(config.out)
+    save_regressor(chosen.estimator, out / "regressors", prop, {
+        "regressor": chosen.name, "model": str(config.model), "model_hash": fingerprint,
+        "latent_dim": int(model.latent_dim), "data": str(config.data),
+        "n_train": chosen.n_train, "scores": chosen.scores})
+    plots.predicted_vs_true(y_test, chosen.predictions, prop, chosen.name, chosen.scores,
+                            out / "plots" / f"{file_stem(prop)}_pred_vs_true.png")
+
+
+def _plot_latent_space(config: RegressConfig, splits: dict[str, Split]) -> None:
+    """PCA of up to ``plot_points`` encodable training molecules, coloured by property."""
     mu_train, table_train = splits["train"]
     shown = subsample(len(table_train), config.plot_points, config.seed)
     encoded = np.isfinite(mu_train[shown]).all(axis=1)
-    plots.latent_pca(mu_train[shown][encoded], table_train.iloc[shown][encoded], config.properties,
-              out / "plots" / "latent_pca.png")
+    plots.latent_pca(mu_train[shown][encoded], table_train.iloc[shown][encoded],
+                     config.properties, Path(config.out) / "plots" / "latent_pca.png")
 
-    seconds = time.perf_counter() - start
-    write_json(scores, out / "scores.json")
+
+def _write_outputs(config: RegressConfig, model: SelfiesVAE, fingerprint: str,
+                   splits: dict[str, Split], result: RegressResult,
+                   rows: dict[str, dict[str, int]], tracker: Tracker) -> None:
+    """scores.json, scores.csv and report.json; the report's numbers and every output
+    attached to the run."""
+    out = result.out
+    write_json(result.scores, out / "scores.json")
     write_table(pd.DataFrame([{"property": p, "regressor": n, **s}
-                              for p, by_name in scores.items() for n, s in by_name.items()]),
-                out / "scores.csv")
+                              for p, by_name in result.scores.items()
+                              for n, s in by_name.items()]), out / "scores.csv")
     unencoded = {name: int((~np.isfinite(mu).all(axis=1)).sum()) for name, (mu, _) in
                  splits.items()}
     write_json({"model": str(config.model), "model_hash": fingerprint,
-                "latent_dim": int(model.latent_dim), "best": best, "rows": rows,
-                "unencodable": unencoded, "seconds": seconds}, out / "report.json")
-    tracker.log_metrics({"seconds": seconds, **{f"unencodable/{k}": v
-                                                for k, v in unencoded.items()}})
+                "latent_dim": int(model.latent_dim), "best": result.best, "rows": rows,
+                "unencodable": unencoded, "seconds": result.seconds}, out / "report.json")
+    tracker.log_metrics({"seconds": result.seconds, **{f"unencodable/{k}": v
+                                                       for k, v in unencoded.items()}})
     tracker.set_tags({"out": out})
     for name in ("scores.json", "scores.csv", "report.json"):
         tracker.log_artifact(out / name)
     for folder in ("regressors", "surrogates", "plots"):
         tracker.log_artifact(out / folder, artifact_path=folder)
-    return RegressResult(out=out, scores=scores, best=best, seconds=seconds)

@@ -7,7 +7,7 @@ over molecules, and ``beta`` follows a linear or cyclical warm-up to ``beta_max`
 floor each dimension's batch-mean KL so the optimizer gains nothing by collapsing it.
 
 The same script runs under ``torchrun --nproc_per_node=K``: each rank takes every K-th
-batch (so the global batch is ``K * batch_size``) and only rank 0 evaluates, writes and logs.
+batch (so the global batch is ``K * batch_size``) and only rank 0 validates, writes and logs.
 
 Resuming (``--resume``) continues from OUT/checkpoint.pt. Raising ``epochs`` extends a run that
 had finished. The learning-rate schedule is then recomputed for the new total number of steps
@@ -22,11 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,7 +33,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from molvae.config import ConfigError, to_dict
-from molvae.data.batching import DeviceTokens, PreparedData, epoch_batches, load_prepared
+from molvae.data.batching import Batch, DeviceTokens, PreparedData, epoch_batches, load_prepared
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
 from molvae.model.loss import vae_loss
@@ -54,8 +50,9 @@ from molvae.training.checkpoint import (
 )
 from molvae.training.config import FIXED_ON_RESUME, RESUME_KEYS, TrainConfig
 from molvae.training.distributed import Distributed, setup_distributed
-from molvae.training.evaluate import evaluate
 from molvae.training.schedules import kl_weight, lr_factor
+from molvae.training.stopping import StopRequest
+from molvae.training.validation import measure_validation, validation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,68 +99,6 @@ class TrainResult:
                                                "active_units") if k in best}}
 
 
-def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
-    model = build_model(data.vocab, config.preset, data.property_names, data.condition_names,
-                        embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
-                        num_layers=config.num_layers, latent_dim=config.latent_dim,
-                        encoder_hidden_dim=config.encoder_hidden_dim,
-                        encoder_layers=config.encoder_layers,
-                        word_dropout=config.word_dropout)
-    model.property_mean.copy_(torch.from_numpy(data.property_mean))
-    model.property_std.copy_(torch.from_numpy(data.property_std))
-    model.condition_mean.copy_(torch.from_numpy(data.condition_mean))
-    model.condition_std.copy_(torch.from_numpy(data.condition_std))
-    return model
-
-
-class StopRequest:
-    """When training should stop early: at ``max_steps``, after ``max_minutes``, or on SIGTERM.
-
-    A stop always writes a checkpoint first, so a time-boxed or signalled run (a CPU campaign
-    run between working sessions, a preempted cloud job) loses no work and ``--resume``
-    continues it."""
-
-    def __init__(self, max_steps: int | None, max_minutes: float | None,
-                 check_every: int) -> None:
-        self.max_steps = max_steps
-        self.max_minutes = max_minutes
-        self.deadline: float | None = None
-        self.check_every = check_every
-        self.signalled = False
-
-    def start_clock(self) -> None:
-        """Start counting ``max_minutes`` (when training starts, after the data is loaded)."""
-        if self.max_minutes is not None:
-            self.deadline = time.monotonic() + 60 * self.max_minutes
-
-    def __call__(self, step: int, job: Distributed) -> bool:
-        """Whether to stop after ``step``. The clock and the signal are read every
-        ``check_every`` steps and rank 0 decides, so all ranks of a DDP job stop together."""
-        if self.max_steps is not None and step >= self.max_steps:
-            return True
-        if step % self.check_every:
-            return False
-        late = self.deadline is not None and time.monotonic() >= self.deadline
-        return bool(job.from_main(self.signalled or late))
-
-    @contextmanager
-    def on_sigterm(self) -> Iterator[None]:
-        """Turn SIGTERM into a stop at the next step while training runs (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handle(signum: int, frame: object) -> None:
-            log.warning("SIGTERM: stopping after this step (a checkpoint is written)")
-            self.signalled = True
-
-        previous = signal.signal(signal.SIGTERM, handle)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-
 def train_model(config: TrainConfig, tracker: Tracker | None = None) -> TrainResult:
     """Train (or resume) a model into ``config.out``; see the module docstring."""
     tracker = tracker or Tracker()
@@ -179,129 +114,79 @@ def train_model(config: TrainConfig, tracker: Tracker | None = None) -> TrainRes
     return TrainResult(Path(config.out), progress, time.perf_counter() - started)
 
 
+@dataclass
+class _Run:
+    """What one invocation trains with, built by :func:`_start` and handed to each step."""
+
+    config: TrainConfig
+    job: Distributed
+    tracker: Tracker
+    data: PreparedData
+    train_tokens: DeviceTokens
+    model: SelfiesVAE
+    step_model: torch.nn.Module  # what the steps call: the model, DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    progress: Progress
+
+
 def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
            should_stop: StopRequest) -> Progress:
-    out, device = Path(config.out), job.device
+    """Epochs until ``config.epochs`` or early stopping, each validated and checkpointed;
+    returns where training stands, also when a stop request cut it short."""
+    run = _start(config, tracker, job)
+    progress = run.progress
+    should_stop.start_clock()
+    while progress.epoch < config.epochs and not progress.finished:
+        train_loss = _train_epoch(run, should_stop)
+        if train_loss is None:
+            return progress
+        _end_epoch(run, train_loss)
+    if not progress.finished:
+        progress.finished = True
+        _save_checkpoint(run)
+    return progress
+
+
+def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
+    """Set up one invocation: the data, the model (new, or the checkpoint's with --resume),
+    the optimizer and learning-rate schedule, and where training stands."""
+    out = Path(config.out)
     data = load_prepared(config.data, config.property_head, config.max_train, config.seed,
                          config.condition)
     checkpoint = load_checkpoint(out) if config.resume else None
     if checkpoint is None and (out / CHECKPOINT_FILE).is_file():
         log.warning("%s holds a checkpoint; starting afresh (use --resume to continue)", out)
-    torch.manual_seed(config.seed)
-    if checkpoint is None:
-        model = _new_model(config, data)
-    else:
-        model = model_from_state(checkpoint["model"])
-        if model.vocab.tokens != data.vocab.tokens:
-            raise ValueError(f"{out}/{CHECKPOINT_FILE} was trained with another vocabulary "
-                             f"than {config.data}/vocab.json")
-        _check_resume_options(config, checkpoint["train_config"])
-    model.to(device).train()
+    model = _initial_model(config, data, checkpoint).to(job.device).train()
     torch.manual_seed(config.seed + job.rank)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    steps_per_epoch = len(epoch_batches(data.train.lengths, config.batch_size, config.seed, 0,
-                                        job.rank, job.world_size))
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(data.train)} training molecules are too few for "
-                         f"{job.world_size} process(es)")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
-        lr_factor, warmup=config.lr_warmup_steps, total=config.epochs * steps_per_epoch,
-        schedule=config.lr_schedule))
-    progress = Progress()
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])  # the step count; the schedule
-        # itself is this config's (see the module docstring), so the next step's LR comes from it
-        for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs,
-                                       scheduler.lr_lambdas, strict=True):
-            group["lr"] = base * factor(scheduler.last_epoch)
-        progress = Progress(**checkpoint["progress"])
-        if progress.finished and config.epochs > checkpoint["train_config"]["epochs"]:
-            log.info("extending the finished run from %d to %d epochs",
-                     checkpoint["train_config"]["epochs"], config.epochs)
-            progress.finished = False
-        if len(checkpoint["rng"]) == job.world_size:
-            restore_rng_state(checkpoint["rng"][job.rank])
-        else:
-            log.warning("checkpoint was written by %d processes, now %d: random streams differ",
-                        len(checkpoint["rng"]), job.world_size)
-        log.info("resuming at epoch %d, batch %d, step %d", progress.epoch + 1, progress.batch,
-                 progress.step)
+    scheduler = _lr_schedule(config, data, job, optimizer)
+    progress = Progress() if checkpoint is None else \
+        _resume(config, checkpoint, job, optimizer, scheduler)
     step_model: torch.nn.Module = model
     if job.world_size > 1:
         step_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[job.device.index] if job.device.type == "cuda" else None)
     if config.compile:
         step_model = torch.compile(step_model)
+    return _Run(config, job, tracker, data, DeviceTokens(data.train, job.device), model,
+                step_model, optimizer, scheduler, progress)
 
-    def checkpoint_now() -> None:
-        rng = job.gather(rng_state())
-        if job.is_main:
-            save_checkpoint({"model": model_state(model), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "progress": asdict(progress),
-                             "rng": rng, "train_config": to_dict(config)}, out)
 
-    train_tokens = DeviceTokens(data.train, device)
-    should_stop.start_clock()
-    while progress.epoch < config.epochs and not progress.finished:
-        batches = epoch_batches(data.train.lengths, config.batch_size, config.seed,
-                                progress.epoch, job.rank, job.world_size)
-        bar = tqdm(total=len(batches), initial=progress.batch, unit="batch",
-                   desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-                   **({} if job.is_main else {"disable": True}))  # else TQDM_DISABLE decides
-        loss_sum = torch.tensor(progress.epoch_loss_sum, device=device)
-        window_start, window_molecules = time.perf_counter(), 0
-        for rows in batches[progress.batch:]:
-            beta = kl_weight(progress.step, config.kl_schedule, config.beta_max,
-                             config.kl_warmup_steps, config.kl_cycle_steps)
-            batch = train_tokens.batch(rows)
-            with autocast(device, config.amp):
-                terms = vae_loss(step_model(batch.tokens, batch.lengths, batch.conditions), batch,
-                                  model.vocab.pad_id, beta, config.free_bits,
-                                  config.property_weight)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += terms["loss"].detach()
-            progress.step += 1
-            progress.batch += 1
-            window_molecules += len(batch) * job.world_size
-            bar.update()
-            if progress.step % config.log_every == 0:
-                rate = window_molecules / (time.perf_counter() - window_start)
-                metrics = {k: float(v.detach()) for k, v in terms.items()}
-                metrics.update(beta=beta, lr=scheduler.get_last_lr()[0], mol_per_s=rate)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
-                if job.is_main:
-                    tracker.log_metrics(metrics, step=progress.step)
-                window_start, window_molecules = time.perf_counter(), 0
-            stop = should_stop(progress.step, job)
-            if stop or progress.step % config.checkpoint_every == 0:
-                progress.epoch_loss_sum = float(loss_sum)
-                checkpoint_now()
-            if stop:
-                bar.close()
-                return progress
-        bar.close()
-        train_loss = float(loss_sum) / max(progress.batch, 1)
-        progress.epoch, progress.batch, progress.epoch_loss_sum = progress.epoch + 1, 0, 0.0
-        metrics = evaluate(
-            model, data, device, beta=config.beta_max, property_weight=config.property_weight,
-            batch_size=config.batch_size, eval_molecules=config.eval_molecules,
-            eval_samples=config.eval_samples, seed=config.seed, amp=config.amp,
-            prior_components=config.prior_components,
-        ) if job.is_main else None
-        metrics = job.from_main(metrics)
-        _end_epoch(progress, metrics, train_loss, config, model, tracker, job.is_main)
-        checkpoint_now()
-    if not progress.finished:
-        progress.finished = True
-        checkpoint_now()
-    return progress
+def _initial_model(config: TrainConfig, data: PreparedData,
+                   checkpoint: dict | None) -> SelfiesVAE:
+    """A new model, initialized from ``config.seed``, or the checkpoint's, which must fit the
+    data's vocabulary and the options that fix its architecture."""
+    torch.manual_seed(config.seed)
+    if checkpoint is None:
+        return _new_model(config, data)
+    model = model_from_state(checkpoint["model"])
+    if model.vocab.tokens != data.vocab.tokens:
+        raise ValueError(f"{config.out}/{CHECKPOINT_FILE} was trained with another vocabulary "
+                         f"than {config.data}/vocab.json")
+    _check_resume_options(config, checkpoint["train_config"])
+    return model
 
 
 def _check_resume_options(config: TrainConfig, saved: dict) -> None:
@@ -320,29 +205,191 @@ def _check_resume_options(config: TrainConfig, saved: dict) -> None:
                     "uninterrupted one", ", ".join(changed))
 
 
-def _end_epoch(progress: Progress, metrics: dict, train_loss: float, config: TrainConfig,
-               model: SelfiesVAE, tracker: Tracker, is_main: bool) -> None:
-    """Record one epoch's metrics; keep the best model; decide on early stopping."""
+def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
+    """A model of the config's size that carries the training data's property and condition
+    statistics, so it reads and predicts them in their own units."""
+    model = build_model(data.vocab, config.preset, data.property_names, data.condition_names,
+                        embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
+                        num_layers=config.num_layers, latent_dim=config.latent_dim,
+                        encoder_hidden_dim=config.encoder_hidden_dim,
+                        encoder_layers=config.encoder_layers,
+                        word_dropout=config.word_dropout)
+    model.property_mean.copy_(torch.from_numpy(data.property_mean))
+    model.property_std.copy_(torch.from_numpy(data.property_std))
+    model.condition_mean.copy_(torch.from_numpy(data.condition_mean))
+    model.condition_std.copy_(torch.from_numpy(data.condition_std))
+    return model
+
+
+def _lr_schedule(config: TrainConfig, data: PreparedData, job: Distributed,
+                 optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up and decay over this config's epochs; this rank's batches per epoch set the
+    number of steps (the same on every rank)."""
+    steps_per_epoch = len(epoch_batches(data.train.lengths, config.batch_size, config.seed, 0,
+                                        job.rank, job.world_size))
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(data.train)} training molecules are too few for "
+                         f"{job.world_size} process(es)")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, partial(
+        lr_factor, warmup=config.lr_warmup_steps, total=config.epochs * steps_per_epoch,
+        schedule=config.lr_schedule))
+
+
+def _resume(config: TrainConfig, checkpoint: dict, job: Distributed,
+            optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LambdaLR) -> Progress:
+    """Put the optimizer, the schedule's step and this rank's random generators back where
+    the checkpoint left them; returns its progress (a finished run given more epochs goes
+    on)."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])  # the step count; the schedule
+    # itself is this config's (see the module docstring), so the next step's LR comes from it
+    for group, base, factor in zip(optimizer.param_groups, scheduler.base_lrs,
+                                   scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    progress = Progress(**checkpoint["progress"])
+    if progress.finished and config.epochs > checkpoint["train_config"]["epochs"]:
+        log.info("extending the finished run from %d to %d epochs",
+                 checkpoint["train_config"]["epochs"], config.epochs)
+        progress.finished = False
+    if len(checkpoint["rng"]) == job.world_size:
+        restore_rng_state(checkpoint["rng"][job.rank])
+    else:
+        log.warning("checkpoint was written by %d processes, now %d: random streams differ",
+                    len(checkpoint["rng"]), job.world_size)
+    log.info("resuming at epoch %d, batch %d, step %d", progress.epoch + 1, progress.batch,
+             progress.step)
+    return progress
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Write OUT/checkpoint.pt (rank 0) with every rank's random generators."""
+    rng = run.job.gather(rng_state())
+    if run.job.is_main:
+        save_checkpoint({"model": model_state(run.model),
+                         "optimizer": run.optimizer.state_dict(),
+                         "scheduler": run.scheduler.state_dict(),
+                         "progress": asdict(run.progress), "rng": rng,
+                         "train_config": to_dict(run.config)}, run.config.out)
+
+
+def _train_epoch(run: _Run, should_stop: StopRequest) -> float | None:
+    """Train the rest of the current epoch, checkpointing every ``checkpoint_every`` steps;
+    returns its mean training loss, or None when a stop request ended it (after a
+    checkpoint)."""
+    config, job, progress = run.config, run.job, run.progress
+    batches = epoch_batches(run.data.train.lengths, config.batch_size, config.seed,
+                            progress.epoch, job.rank, job.world_size)
+    loss_sum = torch.tensor(progress.epoch_loss_sum, device=job.device)
+    window_start, window_molecules = time.perf_counter(), 0
+    with tqdm(total=len(batches), initial=progress.batch, unit="batch",
+              desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+              **({} if job.is_main else {"disable": True})) as bar:  # else TQDM_DISABLE decides
+        for rows in batches[progress.batch:]:
+            beta = kl_weight(progress.step, config.kl_schedule, config.beta_max,
+                             config.kl_warmup_steps, config.kl_cycle_steps)
+            batch = run.train_tokens.batch(rows)
+            terms = _train_step(run, batch, beta)
+            loss_sum += terms["loss"].detach()
+            progress.step += 1
+            progress.batch += 1
+            window_molecules += len(batch) * job.world_size
+            bar.update()
+            if progress.step % config.log_every == 0:
+                rate = window_molecules / (time.perf_counter() - window_start)
+                _log_step(run, terms, beta, rate, bar)
+                window_start, window_molecules = time.perf_counter(), 0
+            stop = should_stop(progress.step, job)
+            if stop or progress.step % config.checkpoint_every == 0:
+                progress.epoch_loss_sum = float(loss_sum)
+                _save_checkpoint(run)
+            if stop:
+                return None
+    return float(loss_sum) / max(progress.batch, 1)
+
+
+def _train_step(run: _Run, batch: Batch, beta: float) -> dict[str, torch.Tensor]:
+    """One optimizer step on ``batch`` with KL weight ``beta``; returns the loss terms."""
+    config = run.config
+    with autocast(run.job.device, config.amp):
+        terms = vae_loss(run.step_model(batch.tokens, batch.lengths, batch.conditions), batch,
+                         run.model.vocab.pad_id, beta, config.free_bits, config.property_weight)
+    run.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    return terms
+
+
+def _log_step(run: _Run, terms: dict[str, torch.Tensor], beta: float, rate: float,
+              bar: tqdm) -> None:
+    """Show the step's loss and throughput (molecules per second, all ranks) on the progress
+    bar; rank 0 also sends them, with beta and the learning rate, to the tracker."""
+    metrics = {k: float(v.detach()) for k, v in terms.items()}
+    metrics.update(beta=beta, lr=run.scheduler.get_last_lr()[0], mol_per_s=rate)
+    bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
+    if run.job.is_main:
+        run.tracker.log_metrics(metrics, step=run.progress.step)
+
+
+def _end_epoch(run: _Run, train_loss: float) -> None:
+    """Close the epoch: validate (rank 0, the others receive its metrics), record the epoch,
+    keep the model if it is the best so far, and write a checkpoint."""
+    progress = run.progress
+    progress.epoch, progress.batch, progress.epoch_loss_sum = progress.epoch + 1, 0, 0.0
+    metrics = run.job.from_main(_validate(run) if run.job.is_main else None)
     kl_dims = metrics.pop("kl_per_dimension")
+    row = _record_epoch(progress, metrics, train_loss, run.config.patience)
+    if run.job.is_main:
+        _write_epoch(run, row, kl_dims)
+    _save_checkpoint(run)
+
+
+def _validate(run: _Run) -> dict:
+    """The epoch's validation metrics. Between measuring the validation split and sampling
+    the prior, the prior is refitted to the split's codes: the model is saved with it, and
+    prior_validity measures it."""
+    config, model = run.config, run.model
+    model.eval()
+    measured = measure_validation(
+        model, run.data, run.job.device, beta=config.beta_max,
+        property_weight=config.property_weight, batch_size=config.batch_size,
+        reconstruct=config.eval_molecules, seed=config.seed, amp=config.amp)
+    model.fit_prior(measured.mu, measured.logvar,
+                    min(config.prior_components, len(measured.mu) // 2), config.seed)
+    metrics = validation_metrics(model, run.data, measured, samples=config.eval_samples,
+                                 seed=config.seed)
+    model.train()
+    return metrics
+
+
+def _record_epoch(progress: Progress, metrics: dict, train_loss: float,
+                  patience: int) -> dict:
+    """Add the epoch's row to the history, track the best val_loss, and decide on early
+    stopping (after ``patience`` epochs without a better one; 0 = never); returns the row."""
     row = {"epoch": progress.epoch, "step": progress.step, "train_loss": train_loss, **metrics}
     progress.history.append(row)
-    improved = metrics["val_loss"] < progress.best_val_loss
-    if improved:
+    if metrics["val_loss"] < progress.best_val_loss:
         progress.best_val_loss, progress.best_epoch, progress.bad_epochs = \
             metrics["val_loss"], progress.epoch, 0
     else:
         progress.bad_epochs += 1
-    if config.patience and progress.bad_epochs >= config.patience:
+    if patience and progress.bad_epochs >= patience:
         log.info("early stop: val_loss did not improve for %d epochs", progress.bad_epochs)
         progress.finished = True
-    if not is_main:
-        return
+    return row
+
+
+def _write_epoch(run: _Run, row: dict, kl_dims: list[float]) -> None:
+    """Log the epoch's row; save the model (and its latent.json) when this epoch is the best
+    so far; rewrite history.csv. Rank 0 only."""
+    progress, out = run.progress, Path(run.config.out)
     log.info("epoch %d: %s", progress.epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
-    tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch)
-    if improved:
-        save_model(model, config.out)
+    run.tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=progress.epoch)
+    if progress.best_epoch == progress.epoch:
+        save_model(run.model, out)
         write_json({"epoch": progress.epoch, "kl_per_dimension": kl_dims,
-                    "active_units": metrics["active_units"]}, Path(config.out) / "latent.json")
-    write_table(pd.DataFrame(progress.history), Path(config.out) / "history.csv")
-
-
+                    "active_units": row["active_units"]}, out / "latent.json")
+    write_table(pd.DataFrame(progress.history), out / "history.csv")

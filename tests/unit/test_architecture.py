@@ -2,7 +2,7 @@
 
 Only ``molvae.chem`` imports RDKit, only ``molvae.tracking`` imports MLflow, imports run one
 way (the library packages never import the stages, the pipeline, the CLI or the API built on
-them), no import cycles, and no module longer than ~350 lines.
+them), no import cycles in any reading below, and no module longer than ~400 lines.
 
 Three readings of a module's imports: what runs when it is imported (module level, ``if`` and
 ``try`` blocks and class bodies included), that plus the imports under ``TYPE_CHECKING`` (a
@@ -22,6 +22,13 @@ LIBRARY = ("molvae.chem", "molvae.data", "molvae.latent", "molvae.model", "molva
            "molvae.scoring", "molvae.training")
 APPLICATION = ("molvae.stages", "molvae.pipeline", "molvae.cli", "molvae.api")
 SCOPES = ("import", "typing", "all")
+# cycles that only imports inside functions close, each named by the import to remove (waiting
+# for its fix); the cycle test fails once one is gone, so that its entry goes too
+CYCLES_TO_BREAK = {
+    ("molvae.io", "molvae.chem.sdf"): "io.write_table writes .sdf through molvae.chem",
+    ("molvae.data.manifest", "molvae"): "__version__ comes from the package root, whose lazy "
+                                        "API (molvae.api) reaches the whole library",
+}
 
 
 def module_name(path: Path) -> str:
@@ -60,16 +67,17 @@ def _statements(nodes: list[ast.stmt], scope: str) -> list[ast.stmt]:
 
 
 def imports(path: Path, scope: str) -> set[str]:
-    """Modules a file imports in ``scope`` (``from a import b`` counts as a.b when that is a
-    module)."""
+    """Modules a file imports in ``scope``: ``from a import b`` counts as a.b when that is a
+    module (as ``import a.b`` does), else as a."""
     found: set[str] = set()
     for node in _statements(ast.parse(path.read_text()).body, scope):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names
-                         if f"{node.module}.{a.name}" in MODULES)
+            named = {f"{node.module}.{a.name}" for a in node.names}
+            found.update(named & MODULES.keys())
+            if named - MODULES.keys():
+                found.add(node.module)
     return found
 
 
@@ -94,10 +102,17 @@ def test_imports_run_one_way_the_library_never_knows_the_application() -> None:
     assert not offenders, f"library modules importing the application: {offenders}"
 
 
-@pytest.mark.parametrize("scope", ["import", "typing"])
+@pytest.mark.parametrize("scope", SCOPES)
 def test_no_import_cycles(scope: str) -> None:
+    """Not even through an import inside a function: that defers the import, but the two
+    modules still need each other."""
     graph = {name: {m for m in imports(path, scope) if m in MODULES}
              for name, path in MODULES.items()}
+    if scope == "all":
+        gone = [edge for edge in CYCLES_TO_BREAK if edge[1] not in graph[edge[0]]]
+        assert not gone, f"fixed, remove from CYCLES_TO_BREAK: {gone}"
+        for name, imported in CYCLES_TO_BREAK:
+            graph[name].discard(imported)
     state: dict[str, str] = {}
 
     def visit(node: str, trail: list[str]) -> None:
@@ -130,8 +145,10 @@ def test_the_checks_see_what_they_guard(tmp_path: Path) -> None:
     source.write_text("from typing import TYPE_CHECKING\n"
                       "if TYPE_CHECKING:\n    from molvae.stages.optimize import OptimizeConfig\n"
                       "try:\n    import molvae.io\nexcept ImportError:\n    pass\n"
-                      "def later():\n    from molvae.pipeline import run_pipeline\n")
+                      "class Later:\n    def method(self):\n"
+                      "        from molvae.pipeline import run_pipeline\n"
+                      "        from molvae.data import batching\n")
     assert imports(source, "import") == {"typing", "molvae.io"}
     assert imports(source, "typing") == {"typing", "molvae.io", "molvae.stages.optimize"}
     assert imports(source, "all") == {"typing", "molvae.io", "molvae.stages.optimize",
-                                      "molvae.pipeline"}
+                                      "molvae.pipeline", "molvae.data.batching"}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from molvae.config import ConfigError, from_dict
-from molvae.data.batching import epoch_batches
+from molvae.data.batching import epoch_batches, load_prepared
 from molvae.model.store import load_model
 from molvae.training.checkpoint import load_checkpoint
 from molvae.training.config import TrainConfig
@@ -199,3 +199,19 @@ def test_grus_compute_in_float32_under_bf16_autocast(prepared_dir: Path) -> None
     assert terms["loss"].dtype == torch.float32 and torch.isfinite(terms["loss"])
     terms["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_validation_codes_and_reconstructions_follow_the_split_order(
+        prepared_dir: Path, tiny_model: Path) -> None:
+    """Batches run longest first; the codes, and the decodings checked against the split's
+    SMILES, must still be those of the split's rows in their own order."""
+    from molvae.training.validation import measure_validation
+
+    model = load_model(tiny_model, "cpu")
+    data = load_prepared(prepared_dir)
+    measured = measure_validation(model, data, torch.device("cpu"), beta=1.0,
+                                  property_weight=0.0, batch_size=4, reconstruct=len(data.val),
+                                  seed=0, amp=False)
+    mu, _ = model.encode(data.val_smiles)
+    assert np.allclose(measured.mu, mu, atol=1e-5)
+    assert measured.reconstructed == model.decode(mu)

@@ -10,8 +10,9 @@ PREPARED is ``molvae prep moses:train --properties heavy_atoms --val-fraction 0.
 Each recipe trains with ``molvae train --threads 1`` in chunks of ``--eval-every`` minutes
 (``--max-minutes``, then ``--resume``), and after each chunk its checkpoint is measured on
 the prepared validation split and by 2,000 samples scored with ``molvae score --reference
-moses`` (molvae's MOSES-equal metrics, FCD on), drawn from the fitted prior twice: one
-Gaussian (the default) and a mixture of 32, both fitted to the validation codes. Every point
+moses`` (molvae's MOSES-equal metrics, FCD on), drawn from three fitted priors: one
+Gaussian (the default of a trained model), and the aggregate posterior of 4,096 validation
+molecules at spread 1 and 2 (``fit_posterior_prior``). Every point
 lands in OUT/NAME/curve.csv at once, so a killed study resumes where it stopped; OUT/recipes.md and
 OUT/recipes.png gather them. With ``--jobs 2`` two recipes train side by side on one thread
 each: wall-time comparisons hold between recipes of one invocation, not across machines.
@@ -43,7 +44,8 @@ from molvae import chem
 from molvae.config import from_dict
 from molvae.data.batching import pad_batch
 from molvae.data.sources import read_moses
-from molvae.model.loss import active_units
+from molvae.model.likelihood import token_nll
+from molvae.model.loss import active_units, kl_divergence
 from molvae.model.store import model_from_state
 from molvae.model.vae import SelfiesVAE
 from molvae.stages.score import ScoreConfig
@@ -67,7 +69,7 @@ RECIPES: dict[str, dict] = {
     "beta0.2-dec256x2": {"hidden_dim": 256, "num_layers": 2, "beta_max": 0.2},
     "beta0.2-batch128": {"hidden_dim": 384, "beta_max": 0.2, "batch_size": 128, "lr": 0.0021},
 }
-SAMPLES, VAL_MOLECULES, MIXTURE = 2000, 2000, 32
+SAMPLES, VAL_MOLECULES, POSTERIORS, SPREADS = 2000, 2000, 4096, (1.0, 2.0)
 SAMPLE_METRICS = ("valid", "unique@1000", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test",
                   "IntDiv", "Filters", "Novelty")
 
@@ -141,22 +143,20 @@ def validation_codes(model: SelfiesVAE, data: Path) -> tuple[pd.DataFrame, torch
         logvar.append(batch_logvar)
         if start < VAL_MOLECULES:
             logits = model.teacher_forced_logits(batch_mu, tokens)
-            nll += float(torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), tokens[:, 1:], ignore_index=model.vocab.pad_id,
-                reduction="sum"))
+            nll += float(token_nll(logits, tokens, model.vocab.pad_id).sum())
             tokens_seen += int((lengths - 1).sum())
     return val, torch.cat(mu), torch.cat(logvar), nll / tokens_seen
 
 
 @torch.no_grad()
 def measure(run_dir: Path, data: Path, seed: int = 0) -> dict[str, float]:
-    """Validation and sample metrics of the checkpoint in ``run_dir``: samples from one fitted
-    Gaussian (the default prior) and from a mixture of ``MIXTURE`` Gaussians, both fitted to
-    the codes of the whole validation split."""
+    """Validation and sample metrics of the checkpoint in ``run_dir``: samples from one
+    Gaussian fitted to the codes of the whole validation split, and from the aggregate
+    posterior of ``POSTERIORS`` of its molecules at each of ``SPREADS``."""
     checkpoint = load_checkpoint(run_dir)
     model = model_from_state(checkpoint["model"]).eval()
     val, mu, logvar, nll = validation_codes(model, data)
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+    kl = kl_divergence(mu, logvar).sum(1).mean()
     rebuilt = model.decode(mu[:1000])
     progress = checkpoint["progress"]
     row = {
@@ -169,9 +169,12 @@ def measure(run_dir: Path, data: Path, seed: int = 0) -> dict[str, float]:
     row.update(latent_r2(mu[:VAL_MOLECULES].numpy(), val["smiles"][:VAL_MOLECULES].tolist()))
     model.fit_prior(mu.numpy())
     row.update(score_samples(model, run_dir / "gaussian", seed))
-    model.fit_prior(mu.numpy(), logvar.numpy(), MIXTURE, seed)
-    row.update({f"{k} mix": v for k, v in score_samples(model, run_dir / "mixture", seed).items()
-                if k in ("valid", "FCD/Test", "SNN/Test", "Filters", "Novelty")})
+    for spread in SPREADS:
+        model.fit_posterior_prior(mu.numpy(), logvar.numpy(), POSTERIORS, spread, seed)
+        row.update({f"{k} post{spread:g}": v for k, v in
+                    score_samples(model, run_dir / f"posterior{spread:g}", seed).items()
+                    if k in ("valid", "FCD/Test", "SNN/Test", "Filters", "Novelty",
+                             "aromatic_rings")})
     return row
 
 
@@ -225,26 +228,31 @@ def report(out: Path, reference: dict[str, float] | None) -> pd.DataFrame:
                        ignore_index=True)
     last = curves.sort_values("minutes").groupby("recipe").tail(1).set_index("recipe")
     lines = ["| recipe | min | molecules | NLL/token | KL | recon | AU | valid | FCD/Test | "
-             "SNN/Test | Filters | novelty | FCD/Test, mixture prior | arom. rings | "
-             "aliph. rings |", "|" + "---|" * 15]
+             "SNN/Test | Filters | novelty | FCD/Test, posteriors ×1 | novelty | "
+             "FCD/Test, posteriors ×2 | novelty | arom. rings | aliph. rings |",
+             "|" + "---|" * 18]
     for name, row in last.sort_values("FCD/Test").iterrows():
         lines.append(f"| {name} | {row['minutes']:.0f} | {row['molecules_seen']:,.0f} | "
                      f"{row['val_nll_per_token']:.3f} | {row['val_kl']:.1f} | "
                      f"{row['reconstruction']:.3f} | {row['active_units']:.0f} | "
                      f"{row['valid']:.3f} | {row['FCD/Test']:.2f} | {row['SNN/Test']:.3f} | "
                      f"{row['Filters']:.3f} | {row['Novelty']:.3f} | "
-                     f"{row['FCD/Test mix']:.2f} | "
+                     f"{row['FCD/Test post1']:.2f} | {row['Novelty post1']:.3f} | "
+                     f"{row['FCD/Test post2']:.2f} | {row['Novelty post2']:.3f} | "
                      f"{row['aromatic_rings']:.2f} | {row['aliphatic_rings']:.2f} |")
     if reference:
-        lines.append(f"| MOSES test (2,000) | | | | | | | | | | | | | "
+        lines.append(f"| MOSES test (2,000) | | | | | | | | | | | | | | | | "
                      f"{reference['aromatic_rings']:.2f} | {reference['aliphatic_rings']:.2f} |")
     (out / "recipes.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for name, curve in curves.groupby("recipe"):
         for ax, key in zip(axes[:3], ("val_nll_per_token", "reconstruction", "FCD/Test")):
-            ax.plot(curve["minutes"], curve[key], marker="o", label=name)
+            line, = ax.plot(curve["minutes"], curve[key], marker="o", label=name)
             ax.set_xlabel("training minutes (1 thread)")
             ax.set_title(key)
+        axes[2].plot(curve["minutes"], curve["FCD/Test post1"], marker="x", linestyle="--",
+                     color=line.get_color())
+        axes[2].set_title("FCD/Test: Gaussian prior (o), posteriors ×1 (x, dashed)")
         axes[3].plot(curve["reconstruction"], curve["FCD/Test"], marker="o", label=name)
     axes[3].set_xlabel("reconstruction")
     axes[3].set_title("FCD/Test against reconstruction")

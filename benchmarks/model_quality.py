@@ -20,8 +20,8 @@ import pandas as pd
 
 from molvae import chem
 from molvae.data.sources import read_moses
+from molvae.model.prior import PRIORS
 from molvae.model.store import load_model
-from molvae.model.vae import PRIORS
 from molvae.scoring.metrics import novelty, unique_at_k
 from molvae.tracking import local_model_dir
 

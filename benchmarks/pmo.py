@@ -26,7 +26,7 @@ each runs through :func:`molvae.optim.optimize.optimize` with the budgeted oracl
 objective (a Python callable), molvae's guards off; ``--set KEY=VALUE`` passes any ``molvae
 optimize`` option (``init_size=200``: the policy starts from 200 training molecules of
 ``--data`` scored through the oracle, 2% of the budget: a search that starts from fewer random
-molecules spends more of its calls on its own; the README's PMO row gives the measured
+molecules spends more of its calls on its own; docs/results.md's PMO row gives the measured
 comparison with 500).
 
 Outputs: ``--out`` CSV (one row per task, method and seed), a printed table (per task the

@@ -10,7 +10,7 @@ The few things a notebook needs, importable without loading torch or RDKit until
     molvae.decode(model, z)                   # SMILES per latent row
     molvae.interpolate(model, "CCO", "c1ccccc1O", steps=5)
     molvae.reconstruct(model, ["CCO"])
-    molvae.score(model, ["CCO"])              # ELBO terms: an out-of-distribution score
+    molvae.elbo(model, ["CCO"])               # ELBO terms: an out-of-distribution score
     molvae.optimize(model, objective=lambda smiles: ..., budget=100)
     molvae.analogs(model, ["CCO"], n=20)      # similar molecules, for data augmentation
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-API = ("load", "sample", "encode", "decode", "interpolate", "reconstruct", "score", "predict",
+API = ("load", "sample", "encode", "decode", "interpolate", "reconstruct", "elbo", "predict",
        "optimize", "analogs")
 
 

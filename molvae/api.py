@@ -47,7 +47,7 @@ def sample(model: Any, n: int, temperature: float = 1.0, seed: int | None = 0,
 
 def encode(model: Any, smiles: str | Sequence[str]) -> np.ndarray:
     """Posterior means [N, latent_dim] (float32; one row for a lone SMILES string); NaN rows
-    for molecules it cannot encode, as are those with atoms the model never saw (:func:`score`
+    for molecules it cannot encode, as are those with atoms the model never saw (:func:`elbo`
     says why per molecule)."""
     return _model(model).encode(_listed(smiles))[0]
 
@@ -73,10 +73,12 @@ def reconstruct(model: Any, smiles: str | Sequence[str]) -> list[str | None]:
     return _model(model).reconstruct(_listed(smiles))
 
 
-def score(model: Any, smiles: str | Sequence[str], latents: bool = False) -> pd.DataFrame:
-    """Per molecule: smiles, reason, neg_elbo, nll, nll_per_token, kl, n_tokens, unknown_tokens
-    (and mu_*/sigma_* with ``latents``). A high negative ELBO means out of distribution; a
-    molecule with tokens the model never saw has NaN scores and says so in ``reason``."""
+def elbo(model: Any, smiles: str | Sequence[str], latents: bool = False) -> pd.DataFrame:
+    """The ELBO terms per molecule (``molvae encode``'s table; ``molvae score`` is another
+    thing, the MOSES metrics of a generated set): smiles, reason, neg_elbo, nll, nll_per_token,
+    kl, n_tokens, unknown_tokens (and mu_*/sigma_* with ``latents``). A high negative ELBO
+    means out of distribution; a molecule with tokens the model never saw has NaN scores and
+    says so in ``reason``."""
     from molvae.model.ops import elbo_terms
 
     return elbo_terms(_model(model), _listed(smiles)).table(latents=latents)

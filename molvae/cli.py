@@ -93,10 +93,10 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     """The ``molvae serve MODEL`` sub-command (see :mod:`molvae.tracking.server`)."""
     p = sub.add_parser("serve", help="serve a model over HTTP (MLflow's /invocations protocol)",
                        description="Serve a model over HTTP with MLflow's scoring protocol: "
-                       "n_samples → smiles, smiles → latent means (see the README). Requests are "
-                       "bounded: too many molecules is HTTP 400, and a request past --timeout is "
-                       "504 and its work stops, as it does when the client hangs up. Errors are "
-                       "one line; tracebacks stay in the server's log.")
+                       "n_samples → smiles, smiles → latent means (see docs/architecture.md). "
+                       "Requests are bounded: too many molecules is HTTP 400, and a request past "
+                       "--timeout is 504 and its work stops, as it does when the client hangs "
+                       "up. Errors are one line; tracebacks stay in the server's log.")
     p.add_argument("model", metavar="MODEL", help="a model folder, a shipped model name "
                    "(moses) or a models:/NAME/VERSION or runs:/RUN_ID/model URI")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: "

@@ -47,9 +47,9 @@ def cpu_threads(requested: int = 0) -> int:
     """Torch's intra-op threads: ``requested`` when given, else the cores nobody else uses.
 
     torch defaults to one thread per core, and its threads wait on each other at every
-    operation: beside one busy process on 2 cores, the ``small`` preset fell from 726 to 11
-    molecules/s with 2 threads, but ran at 495 with 1. So ``auto`` (0) takes the cores not
-    taken by other running processes, at least one.
+    operation, so beside one busy process on 2 cores two threads run many times slower than
+    one (docs/results.md has the measurement). So ``auto`` (0) takes the cores not taken by
+    other running processes, at least one.
     """
     if requested > 0:
         return requested

@@ -1,4 +1,5 @@
-"""SELFIES tokens: conversion to/from SMILES, and the vocabulary that maps tokens to ids.
+"""SELFIES tokens: conversion to/from SMILES, the vocabulary that maps tokens to ids, and
+:func:`tokenize`, the one way a model reads a user's SMILES as token ids.
 
 SELFIES is used because every token sequence decodes to a valid molecule, so a decoder
 cannot produce syntactically broken output. The vocabulary is plain JSON (no pickles).
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import selfies as sf
@@ -132,3 +133,46 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class Tokenized:
+    """What :func:`tokenize` read, one entry per input SMILES in each list.
+
+    Attributes:
+        ids: token ids (bos ... eos), None where the row is unusable.
+        smiles: canonical SMILES, None when the input is not a molecule or has no SELFIES.
+        reasons: why a row is unusable (None when it is usable): not a molecule (and why),
+            or tokens outside the vocabulary (then ``smiles`` and ``tokens`` are kept).
+        tokens: the molecule's SELFIES tokens, empty when it has none.
+    """
+
+    ids: list[list[int] | None] = field(default_factory=list)
+    smiles: list[str | None] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)
+
+
+def tokenize(vocab: Vocab, smiles: Sequence[str | None]) -> Tokenized:
+    """Token ids of each SMILES under ``vocab``, canonicalized first as the training data was.
+
+    Every molecule a model reads from a user goes through here (encoding, the ELBO terms, the
+    policy's memory, predictions), so they all agree on which molecules are usable and why.
+    A molecule with tokens outside the vocabulary keeps its SMILES but gets no ids: as
+    ``<unk>`` those tokens would make its code and scores some other molecule's.
+    """
+    read = Tokenized()
+    for text in smiles:
+        mol, reason = chem.parse_with_reason(text if isinstance(text, str) else None)
+        name = chem.canonical_smiles(mol) if mol is not None and mol.GetNumAtoms() else None
+        selfies = smiles_to_selfies(name) if name else None
+        if mol is not None and selfies is None:
+            reason = "no molecule" if name is None else "SELFIES encoding failed"
+        unseen = vocab.unknown(selfies) if selfies else []
+        if unseen:
+            reason = unseen_reason(unseen)
+        read.ids.append(vocab.encode(selfies) if selfies and not unseen else None)
+        read.smiles.append(name if selfies else None)
+        read.reasons.append(reason)
+        read.tokens.append(split_selfies(selfies) if selfies else [])
+    return read

@@ -22,10 +22,16 @@ def reconstruction_loss(logits: torch.Tensor, tokens: torch.Tensor, pad_id: int)
     return token_nll(logits, tokens, pad_id).sum() / len(tokens)
 
 
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) of each molecule in each latent dimension [B, latent_dim], in
+    float32: the one formula behind the training loss and the per-molecule ELBO terms."""
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per latent dimension [latent_dim], averaged over the batch."""
-    mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(dim=0)
+    return kl_divergence(mu, logvar).mean(dim=0)
 
 
 def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:

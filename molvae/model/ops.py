@@ -5,7 +5,9 @@
   teacher forcing, and KL(q(z|x) || N(0, I)). Their sum, the negative ELBO, is an
   out-of-distribution score: molecules unlike the training data cost more nats.
 * :func:`interpolation_path`: latent points between two codes, on a straight line or on a
-  great circle (spherical interpolation, White 2016) around the prior's centre.
+  great circle (spherical interpolation, White 2016) around the prior's centre, and
+  :func:`interpolate`, the molecules along it (what ``molvae interpolate`` and
+  ``molvae.interpolate`` write).
 
 Inputs that cannot be used keep their row, with NaN numbers and a reason. A molecule with
 tokens outside the model's vocabulary is one the decoder cannot write: its likelihood under the
@@ -23,10 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molvae import chem
 from molvae.data.batching import pad_batch
-from molvae.data.tokens import smiles_to_selfies, split_selfies, unseen_reason
+from molvae.data.tokens import tokenize
 from molvae.model.likelihood import token_nll
+from molvae.model.loss import kl_divergence
 from molvae.model.vae import SelfiesVAE
 
 INTERPOLATIONS = ("linear", "spherical")
@@ -79,50 +81,18 @@ class ElboTerms:
         return pd.DataFrame(columns)
 
 
-def tokenize(model: SelfiesVAE, smiles: Sequence[str | None]
-             ) -> tuple[list[list[int] | None], list[str | None], list[str | None]]:
-    """Token ids, canonical SMILES and the reason a row is unusable, per input SMILES. A
-    molecule with tokens outside the vocabulary keeps its SMILES but gets no ids: as ``<unk>``
-    they would make its code and scores some other molecule's."""
-    return _tokenize(model, smiles)[:3]
-
-
-def _tokenize(model: SelfiesVAE, smiles: Sequence[str | None]
-              ) -> tuple[list[list[int] | None], list[str | None], list[str | None],
-                         list[list[str]]]:
-    """:func:`tokenize`, plus each molecule's SELFIES tokens (none when not a molecule)."""
-    ids: list[list[int] | None] = []
-    canonical: list[str | None] = []
-    reasons: list[str | None] = []
-    split: list[list[str]] = []
-    for text in smiles:
-        mol, reason = chem.parse_with_reason(text if isinstance(text, str) else None)
-        name = chem.canonical_smiles(mol) if mol is not None and mol.GetNumAtoms() else None
-        selfies = smiles_to_selfies(name) if name else None
-        if mol is not None and selfies is None:
-            reason = "no molecule" if name is None else "SELFIES encoding failed"
-        tokens = split_selfies(selfies) if selfies else []
-        unseen = [t for t in tokens if t not in model.vocab.index]
-        if unseen:
-            reason = unseen_reason(list(dict.fromkeys(unseen)))
-        ids.append(model.vocab.encode(selfies) if selfies and not unseen else None)
-        canonical.append(name if selfies else None)
-        reasons.append(reason)
-        split.append(tokens)
-    return ids, canonical, reasons, split
-
-
 @torch.no_grad()
 def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int = 512
                ) -> ElboTerms:
     """Posterior and ELBO terms of each molecule (see the module docstring)."""
-    ids, canonical, reasons, split = _tokenize(model, smiles)
+    read = tokenize(model.vocab, smiles)
+    ids = read.ids
     n, dim = len(ids), model.latent_dim
     mu = np.full((n, dim), np.nan, dtype=np.float32)
     logvar = mu.copy()
     nll, kl = np.full(n, np.nan), np.full(n, np.nan)
     n_tokens, unknown = np.full(n, np.nan), np.full(n, np.nan)
-    for i, pieces in enumerate(split):
+    for i, pieces in enumerate(read.tokens):
         if pieces:
             unknown[i] = sum(t not in model.vocab.index for t in pieces)
             n_tokens[i] = len(pieces) + 1
@@ -135,14 +105,12 @@ def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int 
         tokens = tokens.to(model.device)
         batch_mu, batch_logvar = model.encode_tokens(tokens, lengths)
         per_token = token_nll(model.teacher_forced_logits(batch_mu, tokens), tokens, pad_id)
-        mu_f, logvar_f = batch_mu.float(), batch_logvar.float()
-        batch_kl = 0.5 * (mu_f.pow(2) + logvar_f.exp() - 1.0 - logvar_f).sum(dim=1)
-        mu[rows] = mu_f.cpu().numpy()
-        logvar[rows] = logvar_f.cpu().numpy()
+        mu[rows] = batch_mu.float().cpu().numpy()
+        logvar[rows] = batch_logvar.float().cpu().numpy()
         nll[rows] = per_token.sum(dim=1).double().cpu().numpy()
-        kl[rows] = batch_kl.double().cpu().numpy()
+        kl[rows] = kl_divergence(batch_mu, batch_logvar).sum(dim=1).double().cpu().numpy()
         n_tokens[rows] = (lengths - 1).numpy()
-    return ElboTerms(canonical, reasons, mu, logvar, nll, kl, n_tokens, unknown)
+    return ElboTerms(read.smiles, read.reasons, mu, logvar, nll, kl, n_tokens, unknown)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

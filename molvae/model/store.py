@@ -39,7 +39,9 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> Selfies
         raise ValueError(f"not a molvae model (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})")
     model = SelfiesVAE(ModelConfig(**state["config"]), Vocab.from_dict(state["vocab"]))
-    model.resize_mixture(len(state["state_dict"].get("mixture_weights", ())))
+    scales = state["state_dict"].get("mixture_scales")
+    model.resize_mixture(len(state["state_dict"].get("mixture_weights", ())),
+                         diagonal=scales is not None and scales.ndim == 2)
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     if unexpected or set(missing) - OPTIONAL_BUFFERS:
         raise ValueError(f"weights do not fit the model: missing {sorted(missing)}, "

@@ -41,10 +41,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from molvae import chem
 from molvae.data.batching import pad_batch
-from molvae.data.tokens import UNSEEN, Vocab, smiles_to_selfies, unseen_reason
-from molvae.model.mixins import PRIORS, Conditions, ConditionsMixin, FittedPriorMixin  # noqa: F401
+from molvae.data.tokens import UNSEEN, Vocab, tokenize
+from molvae.model.conditions import Conditions, ConditionsMixin
+from molvae.model.prior import FittedPriorMixin
 
 log = logging.getLogger(__name__)
 
@@ -235,33 +235,10 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
 
     # ---- molecule-level API ---------------------------------------------------------------
 
-    def _tokenized(self, smiles: Sequence[str]) -> tuple[list[list[int] | None], list[str | None]]:
-        """Token ids per SMILES (canonicalized first, like the training data), and why there
-        are none: not a molecule, or tokens outside the vocabulary (as ``<unk>`` they would
-        make the code some other molecule's)."""
-        ids: list[list[int] | None] = []
-        reasons: list[str | None] = []
-        for text in smiles:
-            canonical = chem.canonical_smiles(text) if isinstance(text, str) else None
-            selfies = smiles_to_selfies(canonical) if canonical else None
-            unseen = self.vocab.unknown(selfies) if selfies else []
-            reason = None
-            if unseen:
-                reason = unseen_reason(unseen)
-            elif not selfies:
-                reason = "SELFIES encoding failed" if canonical else "not a molecule"
-            ids.append(self.vocab.encode(selfies) if reason is None else None)
-            reasons.append(reason)
-        return ids, reasons
-
-    def _token_ids(self, smiles: Sequence[str]) -> list[list[int] | None]:
-        """Token ids per SMILES; None where :meth:`_tokenized` gives a reason."""
-        return self._tokenized(smiles)[0]
-
     def check_encodable(self, smiles: Sequence[str]) -> None:
         """Raise a ValueError naming the first molecule this model cannot encode and why, for
         verbs that need every molecule (a path between two, a start to improve)."""
-        for text, reason in zip(smiles, self._tokenized(smiles)[1], strict=True):
+        for text, reason in zip(smiles, tokenize(self.vocab, smiles).reasons, strict=True):
             if reason is not None:
                 raise ValueError(f"molecule {text} has {reason}" if reason.startswith(UNSEEN)
                                  else f"cannot encode SMILES {text!r} ({reason})")
@@ -277,7 +254,7 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         """
         mu = np.full((len(smiles), self.latent_dim), np.nan, dtype=np.float32)
         logvar = mu.copy()
-        ids = self._token_ids(smiles)
+        ids = tokenize(self.vocab, smiles).ids
         if conditions is None:
             conditions = self.molecule_conditions(smiles)
         cond = self.standardize_conditions(conditions, len(smiles))
@@ -378,13 +355,6 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         ok = ~np.isnan(mu).any(axis=1)
         decoded = iter(self.decode(mu[ok]))
         return [next(decoded) if good else None for good in ok]
-
-    def interpolate(self, a: str, b: str, steps: int) -> list[str | None]:
-        """Greedy decodings along the straight line from mu(a) to mu(b), both ends included."""
-        self.check_encodable([a, b])
-        mu, _ = self.encode([a, b])
-        weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-        return self.decode((1 - weights) * mu[0] + weights * mu[1])
 
     @torch.no_grad()
     def predict_properties(self, z: np.ndarray | torch.Tensor) -> np.ndarray:

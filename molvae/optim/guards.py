@@ -12,7 +12,7 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Filters:
+class Guards:
     """The guards; None (or False) switches a guard off.
 
     Attributes:
@@ -33,12 +33,6 @@ class Filters:
     pains: bool = True
     known: frozenset[str] = frozenset()
     radicals: bool = True
-
-    @classmethod
-    def off(cls) -> Filters:
-        """No guard at all: every scored molecule is a solution (benchmarks compare raw
-        optimizers this way)."""
-        return cls(max_ring_size=None, pains=False, radicals=False)
 
     def failures(self, record: dict[str, Any]) -> list[str]:
         """Why a scored molecule fails the guards (empty when it passes)."""

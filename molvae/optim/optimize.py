@@ -32,7 +32,7 @@ from molvae import chem
 from molvae.config import ConfigError, to_dict
 from molvae.latent.encode import encode_split
 from molvae.model.vae import SelfiesVAE
-from molvae.optim.guards import Filters
+from molvae.optim.guards import Guards
 from molvae.optim.objectives import Objective
 from molvae.optim.oracle import Oracle
 from molvae.optim.registry import get_method
@@ -137,7 +137,7 @@ def largest_heavy_atoms(train: pd.DataFrame) -> int:
 
 
 def resolved_guards(settings: Settings, model: SelfiesVAE, train: pd.DataFrame | None
-                    ) -> Filters:
+                    ) -> Guards:
     """The guards of ``settings``, size limits left at None defaulting to the training set's
     largest molecule (tokens: the model's longest without one); with ``novel_only`` the
     training molecules are not solutions."""

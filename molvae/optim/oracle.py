@@ -3,8 +3,8 @@
 Every optimizer talks to the same :class:`Oracle`, so they are compared on equal terms, as in
 the PMO benchmark (Gao et al. 2022): each new unique valid molecule scored is one call, repeats
 come from a cache keyed on canonical SMILES and cost nothing, and once the budget is spent no
-molecule is scored again. Besides the objective, each molecule is checked against guard
-:class:`Filters` (so an optimizer cannot win with long chains or macrocycles) and, in
+molecule is scored again. Besides the objective, each molecule is checked against the
+:class:`Guards` (so an optimizer cannot win with long chains or macrocycles) and, in
 constrained mode, a minimum similarity to a starting molecule. A molecule is a *solution*
 when it passes both; only solutions count in the trace and the ranking.
 
@@ -35,7 +35,7 @@ from molvae import chem
 from molvae.data.tokens import smiles_to_selfies, split_selfies
 from molvae.io import atomic_path
 from molvae.optim.auc import TOP_K
-from molvae.optim.guards import Filters
+from molvae.optim.guards import Guards
 from molvae.optim.objectives import Objective
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class Oracle:
     Args:
         objective: what to maximize.
         budget: the most new molecules that will ever be scored.
-        filters: guards a solution must pass (default: :class:`Filters`' defaults).
+        guards: what a solution must pass (default: :class:`Guards`' defaults).
         start: constrained mode: the molecule to improve (its similarity is recorded).
         min_similarity: constrained mode: the least Tanimoto similarity to ``start`` a
             solution may have.
@@ -93,13 +93,13 @@ class Oracle:
             of the first batch that it scores.
     """
 
-    def __init__(self, objective: Objective, budget: int, filters: Filters | None = None,
+    def __init__(self, objective: Objective, budget: int, guards: Guards | None = None,
                  start: str | None = None, min_similarity: float = 0.0,
                  log_path: Path | None = None, fail_fast: bool = True) -> None:
         if budget < 1:
             raise ValueError(f"budget must be at least 1, got {budget}")
         self.objective, self.budget = objective, budget
-        self.filters = filters or Filters()
+        self.guards = guards or Guards()
         self.start, self.min_similarity = start, min_similarity
         self.log_path, self.fail_fast = log_path, fail_fast
         self.objective_id = objective_id(objective)
@@ -137,7 +137,7 @@ class Oracle:
                                   "score_failure": score_failure, **props,
                                   **chem.structure_alerts(smiles),
                                   "n_tokens": token_count(smiles)}
-        failures = self.filters.failures(record)
+        failures = self.guards.failures(record)
         record["passes_filters"] = not failures
         record["filter_failures"] = "; ".join(failures)
         if self.start is not None:

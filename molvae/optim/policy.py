@@ -53,8 +53,8 @@ from mol_ga.sample_population import uniform_quantile_sampling
 
 from molvae import chem
 from molvae.config import option
+from molvae.data.tokens import tokenize
 from molvae.model.likelihood import sampled_log_likelihood
-from molvae.model.ops import tokenize
 from molvae.optim.memory import Memory, pad_rows, trim
 from molvae.optim.objectives import score_table
 from molvae.optim.search import Evaluator, LatentOptimizer, Problem, fill_failures
@@ -167,10 +167,9 @@ class PolicySearch(LatentOptimizer):
 
     def _writable(self, smiles: list[str]) -> tuple[list[int], list[torch.Tensor]]:
         """The molecules the model's vocabulary can write (their indices) and their token rows."""
-        ids = tokenize(self.prior, smiles)[0]
-        usable = [i for i, row in enumerate(ids) if row is not None
-                  and self.prior.vocab.unk_id not in row
-                  and len(row) <= self.prior.vocab.max_length + 2]
+        ids = tokenize(self.prior.vocab, smiles).ids
+        usable = [i for i, row in enumerate(ids)
+                  if row is not None and len(row) <= self.prior.vocab.max_length + 2]
         return usable, [torch.tensor(ids[i], device=self.prior.device) for i in usable]
 
     def _breed_from(self, smiles: list[str | None], scores: np.ndarray) -> None:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from molvae import chem
 from molvae.config import ConfigError, blocks, option
-from molvae.optim.guards import Filters
+from molvae.optim.guards import Guards
 from molvae.optim.registry import DEFAULT_METHOD, METHODS, get_method, method_options
 
 
@@ -46,15 +46,15 @@ class Settings:
     batch_size: int = option(64, help="latent points proposed per step", bounds="[1, inf)")
     init_size: int = option(64, help="initial design scored by the oracle when no free labels",
                             bounds="[1, inf)")
-    max_sa: float | None = option(Filters.max_sa, help="guard: largest SA score of a solution")
-    max_ring_size: int | None = option(Filters.max_ring_size, help="guard: largest ring of a "
+    max_sa: float | None = option(Guards.max_sa, help="guard: largest SA score of a solution")
+    max_ring_size: int | None = option(Guards.max_ring_size, help="guard: largest ring of a "
                                        "solution")
-    max_heavy_atoms: int | None = option(Filters.max_heavy_atoms, help="guard: most heavy atoms "
+    max_heavy_atoms: int | None = option(Guards.max_heavy_atoms, help="guard: most heavy atoms "
                                          "(default: the training set's largest, with --data)")
-    max_tokens: int | None = option(Filters.max_tokens, help="guard: most SELFIES tokens "
+    max_tokens: int | None = option(Guards.max_tokens, help="guard: most SELFIES tokens "
                                     "(default: the training set's longest)")
-    pains: bool = option(Filters.pains, help="guard: reject PAINS alerts")
-    radicals: bool = option(Filters.radicals, help="guard: reject molecules with unpaired "
+    pains: bool = option(Guards.pains, help="guard: reject PAINS alerts")
+    radicals: bool = option(Guards.radicals, help="guard: reject molecules with unpaired "
                             "electrons")
     novel_only: bool = option(False, help="guard: molecules of the training set (--data) are "
                               "not solutions")
@@ -82,8 +82,8 @@ class Settings:
         chosen = self.methods.get(self.method)
         return chosen if chosen is not None else get_method(self.method).options()
 
-    def guards(self) -> Filters:
+    def guards(self) -> Guards:
         """The guards as set here; size limits left at None are filled in from the training
         set (or the model) by :func:`molvae.optim.optimize.optimize`."""
-        return Filters(self.max_sa, self.max_ring_size, self.max_heavy_atoms, self.max_tokens,
-                       self.pains, radicals=self.radicals)
+        return Guards(self.max_sa, self.max_ring_size, self.max_heavy_atoms, self.max_tokens,
+                      self.pains, radicals=self.radicals)

@@ -29,7 +29,7 @@ from molvae.io import write_table
 from molvae.model.ops import SCORES, elbo_terms
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
-from molvae.stages.encode import check_table_path, read_molecules, with_inputs
+from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
 from molvae.tracking import Tracker, local_model_dir
 
 REFERENCE_MAX = 2000

@@ -22,7 +22,7 @@ from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.io import read_table, write_table
 from molvae.model.store import load_model
-from molvae.stages.encode import check_table_path
+from molvae.stages.molecules import check_table_path
 from molvae.tracking import Tracker, local_model_dir
 
 LATENT_PREFIXES = ("z", "mu")

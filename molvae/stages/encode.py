@@ -5,9 +5,6 @@ Per input molecule: ``smiles`` (canonical), ``reason`` (why a row is unusable), 
 ``nll_per_token``, ``kl``, ``n_tokens``, ``unknown_tokens`` (outside the vocabulary), then
 ``mu_0..mu_{d-1}`` and ``sigma_0..sigma_{d-1}``, then the input's other columns. Unusable
 rows stay, with NaN numbers. ``molvae decode`` reads the ``mu_*`` columns back.
-
-:func:`read_molecules` and :func:`check_table_path` are shared by the other molecule verbs
-(anomaly, predict).
 """
 
 from __future__ import annotations
@@ -17,48 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from molvae import chem
 from molvae.config import ConfigError, option
-from molvae.data.sources import read_source
-from molvae.io import table_format, write_table
+from molvae.io import write_table
 from molvae.model.ops import elbo_terms
 from molvae.model.store import load_model
+from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
 from molvae.tracking import Tracker, local_model_dir
-
-
-def read_molecules(inputs: list[str], smiles_col: str | None = None) -> pd.DataFrame:
-    """Molecules from files (CSV/TSV/Parquet/SMI/SDF, gzipped too) or SMILES given directly.
-
-    Returns a table whose first column ``input`` holds the raw strings, then ``source`` (the
-    file or ``argument``) and the files' other columns.
-    """
-    parts = []
-    for spec in inputs:
-        if Path(spec).is_file() or spec == "moses" or spec.startswith("moses:"):
-            table = read_source(spec, smiles_col).rename(columns={"smiles": "input"})
-            table.insert(1, "source", spec)
-        elif chem.to_mol(spec) is not None:
-            table = pd.DataFrame({"input": [spec], "source": ["argument"]})
-        else:
-            raise FileNotFoundError(f"{spec}: neither a file nor a SMILES")
-        parts.append(table)
-    return pd.concat(parts, ignore_index=True)
-
-
-def check_table_path(path: Path, key: str = "out") -> None:
-    """A ConfigError now, not after the work, when ``path`` has an unknown extension."""
-    try:
-        table_format(path)
-    except ValueError as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-def with_inputs(result: pd.DataFrame, molecules: pd.DataFrame) -> pd.DataFrame:
-    """``result`` then the input columns it does not already have (input, source, tags)."""
-    extra = molecules[[c for c in molecules.columns if c not in result.columns]]
-    return pd.concat([result.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)
 
 
 @dataclass

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from molvae.config import ConfigError, option
+from molvae.data.tokens import tokenize
 from molvae.io import write_table
 from molvae.latent.encode import model_fingerprint
 from molvae.latent.regressors import load_regressor, regressor_info
-from molvae.model.ops import tokenize
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
-from molvae.stages.encode import check_table_path, read_molecules, with_inputs
+from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
 from molvae.tracking import Tracker, local_model_dir
 
 
@@ -115,7 +115,8 @@ def run(config: PredictConfig, tracker: Tracker) -> PredictResult:
     molecules = read_molecules(config.inputs, config.smiles_col)
     model = load_model(local_model_dir(config.model), config.device)
     raw = molecules["input"].tolist()
-    _, canonical, reasons = tokenize(model, raw)
+    read = tokenize(model.vocab, raw)
+    canonical, reasons = read.smiles, read.reasons
     mu, _ = model.encode([s or "" for s in canonical], config.batch_size)
     predictions, names = predict_table(model, mu, config.regress, config.properties)
     table = pd.DataFrame({"smiles": canonical, "reason": reasons,

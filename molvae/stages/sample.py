@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.io import write_table
+from molvae.model.prior import PRIORS
 from molvae.model.store import load_model
-from molvae.model.vae import PRIORS
 from molvae.tracking import Tracker, local_model_dir
 
 log = logging.getLogger(__name__)

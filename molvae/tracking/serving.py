@@ -49,7 +49,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 import molvae
-from molvae.model.mixins import PRIORS
+from molvae.model.prior import PRIORS
 from molvae.model.store import MODEL_FILE, load_model
 from molvae.model.vae import SelfiesVAE
 from molvae.tracking.runs import Tracker

@@ -18,6 +18,7 @@ import torch
 
 from molvae import chem
 from molvae.cli import main
+from molvae.data.tokens import tokenize
 from molvae.io import read_table
 from molvae.model.store import MODEL_FILE, load_model
 from molvae.scoring.features import parse_set
@@ -108,7 +109,7 @@ def test_smi_files_keep_blank_lines_as_rows(tmp_path: Path) -> None:
 
 def test_the_encode_path_of_a_model_refuses_huge_and_half_read_smiles(tiny_model: Path) -> None:
     model = load_model(tiny_model, device="cpu")
-    ids = model._token_ids([TOO_LONG, TOO_BIG, "CC\u00e9", "CCO\nCCN", "CCO"])
+    ids = tokenize(model.vocab, [TOO_LONG, TOO_BIG, "CC\u00e9", "CCO\nCCN", "CCO"]).ids
     assert ids[:4] == [None] * 4 and ids[4] is not None
 
 

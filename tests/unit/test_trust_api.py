@@ -39,7 +39,7 @@ def test_the_shipped_model_refuses_to_interpolate_from_an_atom_it_never_saw() ->
     with pytest.raises(ValueError, match=re.escape(f"molecule {SELENIUM} has {UNSEEN}")):
         molvae.interpolate(shipped, SELENIUM, "CCO", steps=3)
     with pytest.raises(ValueError, match=r"\[Se\]"):
-        shipped.interpolate("CCO", SELENIUM, 3)
+        molvae.interpolate(shipped, "CCO", SELENIUM, steps=3, method="linear")
 
 
 def test_interpolate_verb_exits_2_naming_the_unknown_tokens(tiny_model: Path, tmp_path: Path,
@@ -68,7 +68,7 @@ def test_rows_with_unseen_atoms_are_kept_with_nan_latents_and_a_reason(model: Se
                                                                         ) -> None:
     """No code for such a molecule (it would be another's); its likelihood is exactly 0, so
     its ELBO scores are +inf (the most unusual), not the score of the ``<unk>`` molecule."""
-    table = molvae.score(model, [SELENIUM, ASPIRIN, INVALID], latents=True)
+    table = molvae.elbo(model, [SELENIUM, ASPIRIN, INVALID], latents=True)
     assert table.loc[0, "smiles"] == SELENIUM and table.loc[0, "reason"] == UNSEEN
     assert np.isposinf(table.loc[0, ["neg_elbo", "nll", "nll_per_token"]].to_numpy(float)).all()
     assert table.loc[0, ["kl", "mu_0", "sigma_0"]].isna().all()
@@ -113,7 +113,7 @@ def test_a_lone_smiles_string_is_one_molecule(model: SelfiesVAE,
     z = molvae.encode(model, ASPIRIN)
     np.testing.assert_array_equal(z, molvae.encode(model, [ASPIRIN]))
     assert molvae.reconstruct(model, ASPIRIN) == molvae.reconstruct(model, [ASPIRIN])
-    assert molvae.score(model, "CCO")["smiles"].tolist() == ["CCO"]
+    assert molvae.elbo(model, "CCO")["smiles"].tolist() == ["CCO"]
 
     def one_value_per_row(vae: SelfiesVAE, mu: np.ndarray, regress: object,
                           properties: list[str]) -> tuple[dict, list[str]]:

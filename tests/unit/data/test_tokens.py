@@ -33,3 +33,15 @@ def test_unknown_tokens_and_stop_at_eos() -> None:
 def test_vocab_must_start_with_specials() -> None:
     with pytest.raises(ValueError, match="special tokens"):
         tokens.Vocab(["[C]", "<pad>"])
+
+
+def test_tokenize_reads_every_input_once_and_says_why_a_row_is_unusable() -> None:
+    vocab = tokens.Vocab.build([tokens.smiles_to_selfies(s) for s in (ASPIRIN, PARACETAMOL)])
+    read = tokens.tokenize(vocab, ["OC(=O)c1ccccc1OC(C)=O", "C1CC(C", None, "CC[Se]C"])
+    assert read.smiles[0] == ASPIRIN  # canonicalized first, as the training data was
+    assert read.ids[0] == vocab.encode(tokens.smiles_to_selfies(ASPIRIN))
+    assert read.ids[1:] == [None, None, None] and read.reasons[0] is None
+    assert "syntax error" in read.reasons[1] and read.reasons[2] == "empty SMILES"
+    # a molecule with tokens outside the vocabulary keeps its SMILES and tokens, not ids
+    assert read.smiles[3] == "CC[Se]C" and "[Se]" in read.tokens[3]
+    assert read.reasons[3] == tokens.unseen_reason(["[Se]"])

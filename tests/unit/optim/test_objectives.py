@@ -12,9 +12,10 @@ import pytest
 from molvae import chem
 from molvae.config import ConfigError
 from molvae.optim.auc import auc_every_call
+from molvae.optim.guards import Guards
 from molvae.optim.objective_spec import parse_objective
 from molvae.optim.objectives import Desirability, score_table
-from molvae.optim.oracle import Filters, Oracle
+from molvae.optim.oracle import Oracle
 from tests.conftest import ASPIRIN, INVALID, PARACETAMOL
 
 LONG_CHAIN = "C" * 30
@@ -151,7 +152,7 @@ def test_oracle_stops_exactly_at_the_budget() -> None:
 
 def test_nan_scores_never_win_and_guards_rank_last() -> None:
     oracle = Oracle(parse_objective("tests.unit.optim.test_objectives:ring_atoms"), budget=10,
-                    filters=Filters(max_heavy_atoms=11))
+                    guards=Guards(max_heavy_atoms=11))
     fitness = oracle.evaluate([ASPIRIN, PARACETAMOL, "c1ccc2ccccc2c1CN", "C1CCCCC1CCN"
                                + "c1ccccc1" * 2])
     assert np.isnan(fitness[0])  # the function raised: NaN, not 0
@@ -163,12 +164,12 @@ def test_nan_scores_never_win_and_guards_rank_last() -> None:
     assert oracle.best_trace[-1] == 2.0
 
 
-def test_filters_catch_macrocycles_pains_radicals_and_size() -> None:
+def test_guards_catch_macrocycles_pains_radicals_and_size() -> None:
     macrocycle = "C1CCCCCCCCCCC1"
     azo = "CN(C)c1ccc(N=Nc2ccccc2)cc1"
     radical = "CC(=O)N[CH]c1ccccc1"  # SELFIES decoding writes such unpaired electrons
     oracle = Oracle(parse_objective("qed"), budget=10,
-                    filters=Filters(max_ring_size=8, pains=True, max_tokens=20, max_sa=6,
+                    guards=Guards(max_ring_size=8, pains=True, max_tokens=20, max_sa=6,
                                     known=frozenset({ASPIRIN}), radicals=True))
     oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN, radical])
     failures = dict(zip(oracle.table()["smiles"], oracle.table()["filter_failures"],

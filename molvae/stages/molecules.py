@@ -1,0 +1,48 @@
+"""The molecule tables of the stages that read molecules (encode, predict, anomaly) and write a
+table (those and decode): reading the inputs, checking the output path, joining the inputs'
+columns back onto a result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from molvae import chem
+from molvae.config import ConfigError
+from molvae.data.sources import read_source
+from molvae.io import table_format
+
+
+def read_molecules(inputs: list[str], smiles_col: str | None = None) -> pd.DataFrame:
+    """Molecules from files (CSV/TSV/Parquet/SMI/SDF, gzipped too) or SMILES given directly.
+
+    Returns a table whose first column ``input`` holds the raw strings, then ``source`` (the
+    file or ``argument``) and the files' other columns.
+    """
+    parts = []
+    for spec in inputs:
+        if Path(spec).is_file() or spec == "moses" or spec.startswith("moses:"):
+            table = read_source(spec, smiles_col).rename(columns={"smiles": "input"})
+            table.insert(1, "source", spec)
+        elif chem.to_mol(spec) is not None:
+            table = pd.DataFrame({"input": [spec], "source": ["argument"]})
+        else:
+            raise FileNotFoundError(f"{spec}: neither a file nor a SMILES")
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
+def check_table_path(path: Path, key: str = "out") -> None:
+    """A ConfigError now, not after the work, when ``path`` has an unknown extension."""
+    try:
+        table_format(path)
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
+def with_inputs(result: pd.DataFrame, molecules: pd.DataFrame) -> pd.DataFrame:
+    """``result`` then the input columns it does not already have (input, source, tags)."""
+    extra = molecules[[c for c in molecules.columns if c not in result.columns]]
+    return pd.concat([result.reset_index(drop=True), extra.reset_index(drop=True)], axis=1)

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: install demo design test test-all lint clean
+.PHONY: install demo design test test-all lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,8 +28,11 @@ test: install  ## the fast test suite (what CI runs)
 test-all: install  ## every test, the slow ones too
 	$(PY) -m pytest -q -m ""
 
-lint: install
-	$(VENV)/bin/ruff check molvae tests benchmarks
+lint: install  ## ruff: style, imports, bugbear, and no noqa for what it does not check
+	$(VENV)/bin/ruff check molvae tests benchmarks data
+
+typecheck: install  ## mypy on the package (settings in pyproject.toml)
+	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) prepared runs mlflow.db mlartifacts
+	rm -rf $(VENV) prepared runs mlflow.db mlartifacts .mypy_cache

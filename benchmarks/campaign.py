@@ -91,7 +91,7 @@ def start(threads: int, minutes: float | None, seed_from: Path | None) -> None:
                      *train_flags(RECIPES[RECIPE]),
                      *(["--max-minutes", str(minutes)] if minutes else []),
                      *(["--resume"] if (RUN / CHECKPOINT_FILE).is_file() else []))
-    log = open(WORK / "train.log", "a")  # noqa: SIM115 (the child keeps it open)
+    log = open(WORK / "train.log", "a")  # the child keeps it open
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                              env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                              start_new_session=True)
@@ -173,7 +173,7 @@ def main() -> None:
                           help="Gaussians of the fitted prior (1: one Gaussian)")
     shipping.add_argument("--posteriors", type=int, default=0,
                           help="validation molecules whose posteriors make the prior "
-                               "(0: a Gaussian mixture of --components)")
+                          "(0: a Gaussian mixture of --components)")
     shipping.add_argument("--spread", type=float, default=1.0,
                           help="scale of each posterior's sigma in that prior")
     args = parser.parse_args()

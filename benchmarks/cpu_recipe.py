@@ -10,12 +10,14 @@ PREPARED is ``molvae prep moses:train --properties heavy_atoms --val-fraction 0.
 Each recipe trains with ``molvae train --threads 1`` in chunks of ``--eval-every`` minutes
 (``--max-minutes``, then ``--resume``), and after each chunk its checkpoint is measured on
 the prepared validation split and by 2,000 samples scored with ``molvae score --reference
-moses`` (molvae's MOSES-equal metrics, FCD on), drawn from three fitted priors: one
-Gaussian (the default of a trained model), and the aggregate posterior of 4,096 validation
-molecules at spread 1 and 2 (``fit_posterior_prior``). Every point
-lands in OUT/NAME/curve.csv at once, so a killed study resumes where it stopped; OUT/recipes.md and
-OUT/recipes.png gather them. With ``--jobs 2`` two recipes train side by side on one thread
-each: wall-time comparisons hold between recipes of one invocation, not across machines.
+moses`` (molvae's MOSES-equal metrics, FCD on), drawn from three fitted priors: one Gaussian
+(the default of a trained model), and the aggregate posterior of 4,096 validation molecules at
+spread 1 and 2 (``fit_posterior_prior``). Every point lands in OUT/NAME/curve.csv at once, so a
+killed study resumes where it stopped; OUT/recipes.md and OUT/recipes.png gather them, and
+OUT/beta.md and OUT/beta.png set the recipes that differ only in beta (``beta0.05`` ...
+``beta1``) against beta: the beta-VAE trade-off. With ``--jobs 2`` two recipes train side by
+side on one thread each: wall-time comparisons hold between recipes of one invocation, not
+across machines.
 
 The learning-curve columns: minutes of training, molecules seen, validation NLL per token
 (teacher forcing from the posterior mean), KL per molecule, greedy reconstruction from the
@@ -63,6 +65,7 @@ RECIPES: dict[str, dict] = {
     "beta0.05": {"hidden_dim": 384, "beta_max": 0.05},
     "beta0.2": {"hidden_dim": 384, "beta_max": 0.2},
     "beta0.5": {"hidden_dim": 384, "beta_max": 0.5},
+    "beta1": {"hidden_dim": 384, "beta_max": 1.0},
     "beta0.2-wd0.25": {"hidden_dim": 384, "beta_max": 0.2, "word_dropout": 0.25},
     "beta0.2-free0.25": {"hidden_dim": 384, "beta_max": 0.2, "free_bits": 0.25},
     "beta0.2-dec512": {"hidden_dim": 512, "beta_max": 0.2},
@@ -265,6 +268,40 @@ def report(out: Path, reference: dict[str, float] | None) -> pd.DataFrame:
     return curves
 
 
+def beta_sweep(curves: pd.DataFrame, out: Path) -> pd.DataFrame | None:
+    """OUT/beta.md and OUT/beta.png: the recipes that differ only in beta (``betaX``),
+    compared at the longest training time they all reached, against beta."""
+    import matplotlib.pyplot as plt
+
+    sweep = curves[curves["recipe"].str.fullmatch(r"beta[0-9.]+")].copy()
+    if sweep["recipe"].nunique() < 2:
+        return None
+    minutes = sweep.groupby("recipe")["minutes"].max().min()
+    sweep = sweep[np.isclose(sweep["minutes"], minutes)].copy()
+    sweep["beta"] = sweep["recipe"].str.removeprefix("beta").astype(float)
+    sweep = sweep.sort_values("beta")
+    panels = {"reconstruction": ["reconstruction"], "active units": ["active_units"],
+              "FCD/Test": ["FCD/Test", "FCD/Test post1"], "validity": ["valid"],
+              "novelty": ["Novelty", "Novelty post1"], "latent R²": ["r2_logp", "r2_qed"]}
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for ax, (title, keys) in zip(axes, panels.items()):
+        for key in keys:
+            ax.plot(sweep["beta"], sweep[key], marker="o", label=key)
+        ax.set_xscale("log")
+        ax.set_xlabel("beta (KL weight on the per-molecule sum)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"the same recipe at several beta, {minutes:g} training minutes each")
+    fig.tight_layout()
+    fig.savefig(out / "beta.png", dpi=100)
+    columns = ["beta", "reconstruction", "active_units", "val_kl", "valid", "FCD/Test",
+               "FCD/Test post1", "Novelty post1", "r2_logp", "r2_qed"]
+    rows = [" | ".join(f"{v:.3g}" for v in row) for row in sweep[columns].to_numpy()]
+    header = [" | ".join(columns), " | ".join(["---"] * len(columns))]
+    (out / "beta.md").write_text("\n".join([*header, *rows]) + "\n")
+    return sweep
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="prepared MOSES folder (see the docstring)")
@@ -288,8 +325,9 @@ def main() -> None:
                                  [args.minutes] * len(args.recipes),
                                  [args.eval_every] * len(args.recipes)):
                 print(f"done: {done}", flush=True)
-    report(args.out, json.loads(reference_path.read_text()) if reference_path.is_file()
-           else None)
+    curves = report(args.out, json.loads(reference_path.read_text())
+                    if reference_path.is_file() else None)
+    beta_sweep(curves, args.out)
 
 
 if __name__ == "__main__":

@@ -54,22 +54,22 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy; --threads sets torch's
 os.environ.setdefault("TQDM_DISABLE", "1")  # molvae's progress bars
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pmo_tasks import TASKS, make_task  # noqa: E402
+from pmo_tasks import TASKS, make_task
 
-from molvae.config import from_dict  # noqa: E402
-from molvae.data.sources import read_moses  # noqa: E402
-from molvae.model.store import load_model  # noqa: E402
-from molvae.optim.auc import pmo_auc, top_k_mean  # noqa: E402
-from molvae.optim.objective_spec import parse_objective  # noqa: E402
-from molvae.optim.objectives import CallableObjective  # noqa: E402
-from molvae.optim.optimize import optimize  # noqa: E402
-from molvae.optim.registry import METHODS as MOLVAE_METHODS  # noqa: E402
-from molvae.optim.settings import Settings  # noqa: E402
-from molvae.tracking import local_model_dir  # noqa: E402
+from molvae.config import from_dict
+from molvae.data.sources import read_moses
+from molvae.model.store import load_model
+from molvae.optim.auc import pmo_auc, top_k_mean
+from molvae.optim.objective_spec import parse_objective
+from molvae.optim.objectives import CallableObjective
+from molvae.optim.optimize import optimize
+from molvae.optim.registry import METHODS as MOLVAE_METHODS
+from molvae.optim.settings import Settings
+from molvae.tracking import local_model_dir
 
 SCREENING = "screening"
 

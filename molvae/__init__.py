@@ -22,26 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from molvae.version import __version__
+
 API = ("load", "sample", "encode", "decode", "interpolate", "reconstruct", "elbo", "predict",
        "optimize", "analogs")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("molvae")
-    except PackageNotFoundError:  # a source checkout that was never installed
-        import re
-        from pathlib import Path
-
-        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) \
-            if pyproject.is_file() else None
-        return found.group(1) if found else "0+unknown"
-
-
-__version__ = _version()
 
 
 def __getattr__(name: str) -> Any:

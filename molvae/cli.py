@@ -137,8 +137,8 @@ def _check_overrides(overrides: list[str]) -> None:
                                   f"({problem})") from None
 
 
-WRITE_ERRNOS = {getattr(errno, name, errno.ENOSPC) for name in ("ENOSPC", "EDQUOT", "EROFS",
-                                                                 "EFBIG")}
+WRITE_ERRNOS = {getattr(errno, name, errno.ENOSPC)
+                for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG")}
 """Errors of a write that often name no file (a full disk mid-write): the stage's output is
 named instead (EDQUOT is not defined everywhere)."""
 

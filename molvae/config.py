@@ -21,11 +21,14 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 log = logging.getLogger(__name__)
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -62,6 +65,29 @@ def option(default: Any = dataclasses.MISSING, help: str = "", positional: bool 
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata,
                                  **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+def model_option() -> Any:
+    """The ``model`` of every stage that reads a trained model. Declared once (a field per
+    config, hence a function) because nine configs each wrote its help, and the copies drifted
+    apart: some named the shipped model, some MLflow's ``runs:/`` URIs, none both."""
+    return option(help="trained model: a folder (the --out of `molvae train`), a shipped model "
+                  "(moses) or an MLflow URI (models:/NAME/VERSION, runs:/RUN_ID/model)")
+
+
+def device_option() -> Any:
+    """The torch ``device`` of every stage that runs a network, declared once for the reason
+    :func:`model_option` gives."""
+    return option("auto", help="torch device: auto (cuda, else mps, else cpu), cpu, cuda, "
+                  "cuda:N or mps")
+
+
+def batch_size_option(default: int) -> Any:
+    """The ``batch_size`` of the stages that run the model over many molecules, declared once
+    for the reason :func:`model_option` gives; the default is the stage's own, as the memory a
+    molecule takes differs between encoding and decoding."""
+    return option(default, help="molecules the model encodes or decodes at once (more is "
+                  "faster, up to the memory it takes)", bounds="[1, inf)")
 
 
 def blocks(kinds: Callable[[], Mapping[str, type]], help: str = "") -> Any:
@@ -222,8 +248,9 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str = "config
     """
     renamed = _renamed(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    grouped = {name: {key: {} for key in f.metadata["blocks"]()}
-               for name, f in fields.items() if "blocks" in f.metadata}
+    grouped: dict[str, dict[str, dict[str, Any]]] = {
+        name: {key: {} for key in f.metadata["blocks"]()}
+        for name, f in fields.items() if "blocks" in f.metadata}
     in_block = {flat: (name, key, inner.name) for name in grouped
                 for flat, key, _, inner in _block_fields(fields[name])}
     nested = {key: name for name, keys in grouped.items() for key in keys}

@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 from filelock import FileLock, Timeout
@@ -181,35 +181,32 @@ def write_json(data: Any, path: str | Path) -> Path:
     return write_text(json.dumps(data, indent=2, default=str), path)
 
 
-TABLE_FORMATS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".sdf")
+TABLE_FORMATS = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet")
+"""The formats of any table. A table of molecules may also be SDF, which needs chemistry
+(:data:`molvae.stages.molecules.MOLECULE_TABLE_FORMATS`), so that molvae.io, which the chemistry
+reads files with, never needs the chemistry itself."""
 
 
-def table_format(path: str | Path) -> str:
-    """The format of a table path (one of TABLE_FORMATS), or a ValueError naming them."""
+def table_format(path: str | Path, formats: tuple[str, ...] = TABLE_FORMATS) -> str:
+    """The format of a table path (one of ``formats``), or a ValueError naming them."""
     name = Path(path).name.lower()
-    found = next((f for f in sorted(TABLE_FORMATS, key=len, reverse=True) if name.endswith(f)),
-                 None)
+    found = next((f for f in sorted(formats, key=len, reverse=True) if name.endswith(f)), None)
     if found is None:
         raise ValueError(f"cannot write a table to {path}: unknown extension (supported: "
-                         f"{', '.join(TABLE_FORMATS)})")
+                         f"{', '.join(formats)})")
     return found
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a table atomically; the extension picks the format (see TABLE_FORMATS).
 
-    ``.sdf`` goes to :func:`molvae.chem.write_sdf` (a ``smiles`` column, other columns as
-    SD tags); an unknown extension is a ValueError, never a silently different format.
+    An unknown extension is a ValueError, never a silently different format.
     """
     path = Path(path)
     kind = table_format(path)
     with atomic_path(path) as tmp:
         if kind == ".parquet":
             df.to_parquet(tmp, index=False)
-        elif kind == ".sdf":
-            from molvae.chem.sdf import write_sdf  # RDKit only when SDF is asked for
-
-            write_sdf(df, tmp)
         else:
             df.to_csv(tmp, index=False, sep="\t" if kind.startswith(".tsv") else ",",
                       compression="gzip" if kind.endswith(".gz") else None)
@@ -337,7 +334,7 @@ def _iter_table(path: Path, rows: int | None) -> Iterator[pd.DataFrame]:
                 yield from pieces
 
 
-def _open_text(path: Path):  # noqa: ANN202
+def _open_text(path: Path) -> TextIO:
     if path.suffix.lower() == ".gz":
         import gzip
 

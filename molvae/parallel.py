@@ -100,7 +100,7 @@ def connect(client_type: Callable[..., Any], address: str) -> Any:
     within :data:`CONNECT_TIMEOUT_S` (refused, unreachable, a bad address, not a scheduler)."""
     try:
         return client_type(address, timeout=CONNECT_TIMEOUT_S)
-    except Exception as err:  # noqa: BLE001 (OSError, TimeoutError, garbage from a non-scheduler)
+    except Exception as err:  # OSError, TimeoutError, garbage from a non-scheduler
         lines = str(err).strip().splitlines() or [type(err).__name__]
         raise ValueError(f"cannot connect to the Dask scheduler at {address} (--cluster or "
                          f"${CLUSTER_ENV}): {lines[0][:200]}") from None
@@ -116,7 +116,7 @@ def _start_method() -> str:
 
 
 _active: contextvars.ContextVar[Engine | None] = contextvars.ContextVar("molvae_engine",
-                                                                       default=None)
+                                                                        default=None)
 
 
 @contextmanager

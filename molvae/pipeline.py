@@ -14,6 +14,7 @@ paid oracle calls of optimize (``calls.csv``) are kept, and the rerun reuses the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -220,15 +221,17 @@ def _run_one(stage: PlannedStage, planned: dict[str, PlannedStage], runs: dict[s
              force: bool, track: bool) -> None:
     """Run one stage into its folder, linked to the runs that made the outputs it reads, and
     mark it done with its run id and headline numbers (so a cached rerun can report them)."""
-    _prepare_folder(stage, force)
+    resume = _prepare_folder(stage, force)
+    # the planned config stays as the file gave it; the run's copy says that it continues
+    config = dataclasses.replace(stage.config, resume=True) if resume else stage.config
     started = time.perf_counter()
     log.info("%s: running into %s", stage.name, stage.folder)
     linked = {source: runs[source] for key, source in get_stage(stage.name).reads.items()
-              if source in runs and str(getattr(stage.config, key)) == str(planned[source].output)}
-    result = run_stage(stage.name, stage.config, track=track, runs=linked)
+              if source in runs and str(getattr(config, key)) == str(planned[source].output)}
+    result = run_stage(stage.name, config, track=track, runs=linked)
     if stage.name in linked:
         runs[stage.name] = linked[stage.name]
-    write_json({"stage": stage.name, "config": cfg.to_dict(stage.config),
+    write_json({"stage": stage.name, "config": cfg.to_dict(config),
                 "seconds": time.perf_counter() - started, "run_id": linked.get(stage.name),
                 "headline": headline(result)}, stage.folder / DONE)
 
@@ -250,8 +253,9 @@ def _done(stage: PlannedStage) -> dict[str, Any]:
     return marker
 
 
-def _prepare_folder(stage: PlannedStage, force: bool) -> None:
-    """Clear half-written outputs; a resumable stage (training) continues in its folder.
+def _prepare_folder(stage: PlannedStage, force: bool) -> bool:
+    """Clear half-written outputs; a resumable stage (training) continues in its folder, and
+    the answer is whether it does (with no checkpoint there yet, training starts afresh).
     Paid oracle calls (:data:`PAID`) stay: the rerun reuses them instead of paying again."""
     resumable = get_stage(stage.name).resumable and not force
     if stage.folder.exists() and not resumable:
@@ -262,6 +266,6 @@ def _prepare_folder(stage: PlannedStage, force: bool) -> None:
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    if resumable and stage.folder.exists():
-        stage.config.resume = True  # with no checkpoint there yet, training starts afresh
+    resume = resumable and stage.folder.exists()
     stage.folder.mkdir(parents=True, exist_ok=True)
+    return resume

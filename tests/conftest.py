@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -61,11 +63,11 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def mlflow_runs(mlflow_store: str):  # noqa: ANN201 (a function returning a DataFrame)
+def mlflow_runs(mlflow_store: str) -> Callable[[str | None], pd.DataFrame]:
     """``mlflow_runs(stage=None)`` lists the runs in the private store (optionally one stage's)."""
     import mlflow
 
-    def runs(stage: str | None = None):  # noqa: ANN202
+    def runs(stage: str | None = None) -> pd.DataFrame:
         mlflow.set_tracking_uri(mlflow_store)
         found = mlflow.search_runs(experiment_names=["molvae"])
         if stage is not None and len(found):

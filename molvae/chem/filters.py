@@ -7,12 +7,16 @@ import math
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rdkit import Chem
 
 from molvae.chem.mol import to_mol
 from molvae.chem.properties import largest_ring_size
+
+if TYPE_CHECKING:
+    from rdkit.Chem.FilterCatalog import FilterCatalog
 
 MOSES_FILTER_ELEMENTS = ("C", "N", "S", "O", "F", "Cl", "Br", "H")
 
@@ -107,7 +111,7 @@ def filter_catalog_names() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=16)
-def _rdkit_catalog(name: str):  # noqa: ANN202 (RDKit FilterCatalog type)
+def _rdkit_catalog(name: str) -> FilterCatalog:
     from rdkit.Chem.FilterCatalog import FilterCatalog, FilterCatalogParams
 
     params = FilterCatalogParams()

@@ -4,7 +4,9 @@ Bemis–Murcko scaffolds."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rdkit import Chem, DataStructs
@@ -12,15 +14,19 @@ from rdkit.Chem.Scaffolds import MurckoScaffold
 
 from molvae.chem.mol import to_mol
 
+if TYPE_CHECKING:
+    from rdkit.Chem.rdFingerprintGenerator import FingerprintGenerator64
+
 
 @lru_cache(maxsize=4)
-def _morgan_generator(radius: int, n_bits: int):  # noqa: ANN202 (RDKit generator type)
+def _morgan_generator(radius: int, n_bits: int) -> FingerprintGenerator64:
     from rdkit.Chem import rdFingerprintGenerator
 
     return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
 
 
-def morgan_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024):  # noqa: ANN201
+def morgan_fingerprint(mol: Chem.Mol, radius: int = 2, n_bits: int = 1024
+                       ) -> DataStructs.ExplicitBitVect:
     """Morgan (ECFP4 by default) bit vector, the fingerprint MOSES metrics use."""
     return _morgan_generator(radius, n_bits).GetFingerprint(mol)
 
@@ -90,11 +96,11 @@ class NeighbourScores:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def _fingerprint(self, smiles: str):  # noqa: ANN202 (RDKit bit vector)
+    def _fingerprint(self, smiles: str) -> DataStructs.ExplicitBitVect | None:
         mol = to_mol(smiles)
         return None if mol is None else morgan_fingerprint(mol, self.radius, self.n_bits)
 
-    def add(self, smiles: list[str | None], scores: np.ndarray) -> None:
+    def add(self, smiles: Sequence[str | None], scores: np.ndarray) -> None:
         """Learn scored molecules; those without a finite score or a parse are skipped."""
         for text, score in zip(smiles, scores, strict=True):
             if text and np.isfinite(score):

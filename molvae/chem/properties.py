@@ -134,8 +134,8 @@ def guacamol_descriptors(mol: Chem.Mol, logp: float | None = None) -> list[float
             continue
         try:
             values.append(function(mol))
-        except Exception:  # noqa: BLE001 (the calculator's own rule: any failure is -666)
+        except Exception:  # the calculator's own rule: any failure is -666
             values.append(-666)
-    values = np.asarray(values, dtype=float)
-    values[~np.isfinite(values)] = 0.0
-    return values.tolist()
+    numbers = np.asarray(values, dtype=float)
+    numbers[~np.isfinite(numbers)] = 0.0
+    return numbers.tolist()

@@ -4,6 +4,7 @@ SDF (RDKit's SDWriter), every other column as SD tags."""
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import re
 import zlib
@@ -72,7 +73,7 @@ def read_sdf(path: str | Path) -> pd.DataFrame:
     return table[["smiles", *[c for c in table.columns if c != "smiles"]]]
 
 
-def _open(path: str | Path):  # noqa: ANN202 (a binary file object)
+def _open(path: str | Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if str(path).lower().endswith(".gz") else open(path, "rb")
 
 

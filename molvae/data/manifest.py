@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from molvae import __version__
 from molvae.io import file_digest, write_json
+from molvae.version import __version__
 
 log = logging.getLogger(__name__)
 

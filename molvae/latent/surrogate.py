@@ -26,6 +26,13 @@ class Surrogate(nn.Module):
     latent vectors and returns predictions in the property's own units, shape [N].
     """
 
+    # buffers, declared so that their type is a tensor (nn.Module's attribute lookup says
+    # "a tensor or a module")
+    z_mean: torch.Tensor
+    z_scale: torch.Tensor
+    y_mean: torch.Tensor
+    y_scale: torch.Tensor
+
     def __init__(self, input_dim: int, hidden_dim: int = SURROGATE_HIDDEN,
                  num_layers: int = 2) -> None:
         super().__init__()

@@ -61,8 +61,10 @@ def generate_analogs(model: SelfiesVAE, parents: Sequence[str], n: int,
         raise ValueError(f"n and rounds must be >= 1, got {n} and {rounds}")
     per_round = per_round or 2 * n
     mu, logvar = model.encode(list(parents))
-    usable = [i for i in range(len(parents)) if np.isfinite(mu[i]).all()]
-    canonical = {i: chem.canonical_smiles(parents[i]) for i in usable}
+    # a parent the model encodes has a canonical SMILES (it was canonicalized to be encoded)
+    canonical = {i: smiles for i in range(len(parents)) if np.isfinite(mu[i]).all()
+                 and (smiles := chem.canonical_smiles(parents[i])) is not None}
+    usable = list(canonical)
     spreads = {i: Spread() for i in usable}
     found: dict[int, dict[str, tuple[float, float]]] = {i: {} for i in usable}
     seen: dict[int, set[str]] = {i: {canonical[i]} for i in usable}

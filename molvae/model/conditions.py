@@ -8,6 +8,7 @@ default a molecule is encoded under its own properties, computed by :mod:`molvae
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -18,12 +19,23 @@ from molvae import chem
 Conditions = np.ndarray | Sequence[Sequence[float]] | dict[str, float] | None
 
 
+class ConditionNames(Protocol):
+    """What the mixin reads of a model's config (the config class is the model's own)."""
+
+    condition_names: list[str]
+
+
 class ConditionsMixin:
     """Condition handling for a module with ``config.condition_names``, ``device`` and the
     buffers ``condition_mean`` / ``condition_std`` [C] (training statistics)."""
 
+    config: ConditionNames
     condition_mean: torch.Tensor
     condition_std: torch.Tensor
+
+    if TYPE_CHECKING:  # the model's, declared here for the type checker only
+        @property
+        def device(self) -> torch.device: ...
 
     def _with_conditions(self, x: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
         """[x ; c] for a conditional model (c standardized, [B, C]); x unchanged otherwise."""

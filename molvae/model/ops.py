@@ -98,10 +98,11 @@ def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int 
             n_tokens[i] = len(pieces) + 1
     nll[unknown > 0] = np.inf  # p(x) = 0: the decoder has no token to write them with
     pad_id = model.vocab.pad_id
-    usable = sorted((i for i, x in enumerate(ids) if x is not None), key=lambda i: len(ids[i]))
+    known = {i: x for i, x in enumerate(ids) if x is not None}
+    usable = sorted(known, key=lambda i: len(known[i]))
     for start in range(0, len(usable), batch_size):
         rows = usable[start:start + batch_size]
-        tokens, lengths = pad_batch([ids[i] for i in rows], pad_id)
+        tokens, lengths = pad_batch([known[i] for i in rows], pad_id)
         tokens = tokens.to(model.device)
         batch_mu, batch_logvar = model.encode_tokens(tokens, lengths)
         per_token = token_nll(model.teacher_forced_logits(batch_mu, tokens), tokens, pad_id)

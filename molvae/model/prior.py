@@ -10,6 +10,8 @@ prior (Ghosh et al. 2020). The model holds the fitted prior in buffers: one Gaus
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -35,6 +37,13 @@ class FittedPriorMixin:
     mixture_weights: torch.Tensor
     mixture_means: torch.Tensor
     mixture_scales: torch.Tensor
+
+    if TYPE_CHECKING:  # the model's, declared here for the type checker only
+        @property
+        def device(self) -> torch.device: ...
+
+        def register_buffer(self, name: str, tensor: torch.Tensor | None,
+                            persistent: bool = True) -> None: ...
 
     def _register_prior_buffers(self) -> None:
         d = self.latent_dim

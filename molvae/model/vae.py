@@ -35,6 +35,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 import torch
@@ -110,6 +111,12 @@ OPTIONAL_BUFFERS = frozenset({"latent_mean", "latent_scale", "condition_mean", "
 GRUInput = torch.Tensor | PackedSequence
 
 
+@overload
+def run_gru(gru: nn.GRU, inputs: torch.Tensor, state: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def run_gru(gru: nn.GRU, inputs: PackedSequence, state: torch.Tensor | None = None
+            ) -> tuple[PackedSequence, torch.Tensor]: ...
 def run_gru(gru: nn.GRU, inputs: GRUInput, state: torch.Tensor | None = None
             ) -> tuple[GRUInput, torch.Tensor]:
     """Run a GRU in float32 with autocast off, whatever autocast is on around it.
@@ -130,6 +137,14 @@ def _generator(device: torch.device, seed: int | None) -> torch.Generator | None
 
 class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
     """GRU VAE over SELFIES token ids; see the module docstring for the architecture."""
+
+    config: ModelConfig
+    # buffers, declared so that their type is a tensor (nn.Module's attribute lookup says
+    # "a tensor or a module")
+    property_mean: torch.Tensor
+    property_std: torch.Tensor
+    banned_tokens: torch.Tensor
+    banned_first_tokens: torch.Tensor
 
     def __init__(self, config: ModelConfig, vocab: Vocab) -> None:
         super().__init__()
@@ -258,11 +273,11 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
         if conditions is None:
             conditions = self.molecule_conditions(smiles)
         cond = self.standardize_conditions(conditions, len(smiles))
-        usable = sorted((i for i, x in enumerate(ids) if x is not None),
-                        key=lambda i: -len(ids[i]))  # longest first: see encode_tokens
+        known = {i: x for i, x in enumerate(ids) if x is not None}
+        usable = sorted(known, key=lambda i: -len(known[i]))  # longest first: see encode_tokens
         for start in range(0, len(usable), batch_size):
             rows = usable[start:start + batch_size]
-            tokens, lengths = pad_batch([ids[i] for i in rows], self.vocab.pad_id)
+            tokens, lengths = pad_batch([known[i] for i in rows], self.vocab.pad_id)
             batch_mu, batch_logvar = self.encode_tokens(
                 tokens.to(self.device), lengths, None if cond is None else cond[rows])
             mu[rows] = batch_mu.float().cpu().numpy()

@@ -40,13 +40,13 @@ def top_k_mean(scores: np.ndarray, k: int = TOP_K) -> float:
 def pmo_auc(scores: Sequence[float], budget: int, k: int = TOP_K, freq: int = 100) -> float:
     """PMO's AUC of the top-k mean against oracle calls, divided by the budget (PMO's
     ``top_auc`` with ``finish=True``); ``scores`` in call order."""
-    scores = np.asarray(scores, dtype=float)[:budget]
-    n = len(scores)
+    paid = np.asarray(scores, dtype=float)[:budget]
+    n = len(paid)
     if n == 0:
         return 0.0
     area, previous_calls, previous_value = 0.0, 0, 0.0
     for calls in [*range(freq, n, freq), n]:
-        value = top_k_mean(scores[:calls], k)
+        value = top_k_mean(paid[:calls], k)
         area += (calls - previous_calls) * (value + previous_value) / 2
         previous_calls, previous_value = calls, value
     area += (budget - n) * previous_value

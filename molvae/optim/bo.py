@@ -59,8 +59,8 @@ class TrustRegionBO(LatentOptimizer):
 
     @classmethod
     def build(cls, problem: Problem, options: BOOptions) -> TrustRegionBO:
-        evaluate = problem.evaluator()
-        return cls(evaluate, problem.warm_start(), problem.batch_size, problem.rng,
+        scorer = problem.scorer()
+        return cls(scorer, problem.warm_start(), problem.batch_size, problem.rng,
                    options=options, seed=problem.seed)
 
     def _reset(self, center: np.ndarray) -> None:
@@ -95,7 +95,7 @@ class TrustRegionBO(LatentOptimizer):
         return (mean - best) * norm.cdf(improvement) + std * norm.pdf(improvement)
 
     def step(self) -> None:
-        z_all, y_all = self.evaluate.history(self.warm)
+        z_all, y_all = self.scorer.history(self.warm)
         y_all = fill_failures(y_all)
         if self.best == -np.inf:  # first step after a (re)start: incumbent is the centre
             self.best = float(y_all[np.argmin(np.linalg.norm(z_all - self.center, axis=1))])
@@ -104,8 +104,9 @@ class TrustRegionBO(LatentOptimizer):
         candidates = self._candidates()
         order = np.argsort(-self._score(gp, candidates, float(y_all[nearest].max())))
         shortlist = candidates[order[:4 * self.batch_size]]
-        smiles = self.evaluate.decode(shortlist)
-        chosen, seen = [], set(self.evaluate.oracle.records)
+        smiles = self.scorer.decode(shortlist)
+        chosen: list[int] = []
+        seen = set(self.scorer.oracle.records)
         for i, text in enumerate(smiles):
             if text and text not in seen and len(chosen) < self.batch_size:
                 chosen.append(i)
@@ -113,7 +114,7 @@ class TrustRegionBO(LatentOptimizer):
         if not chosen:
             self._record(-np.inf, None)
             return
-        fitness = self.evaluate.score(shortlist[chosen], [smiles[i] for i in chosen])
+        fitness = self.scorer.score(shortlist[chosen], [smiles[i] for i in chosen])
         if np.isnan(fitness).all():
             self._record(-np.inf, None)
             return

@@ -32,8 +32,8 @@ class CmaEs(LatentOptimizer):
 
     @classmethod
     def build(cls, problem: Problem, options: CmaEsOptions) -> CmaEs:
-        evaluate = problem.evaluator()
-        return cls(evaluate, problem.warm_start(), problem.batch_size, problem.rng,
+        scorer = problem.scorer()
+        return cls(scorer, problem.warm_start(), problem.batch_size, problem.rng,
                    options=options, seed=problem.seed)
 
     def _strategy(self, mean: np.ndarray) -> cma.CMAEvolutionStrategy:
@@ -44,7 +44,7 @@ class CmaEs(LatentOptimizer):
 
     def step(self) -> None:
         population = np.asarray(self.strategy.ask())
-        fitness = fill_failures(self.evaluate(population))
+        fitness = fill_failures(self.scorer.decode_and_score(population))
         self.strategy.tell(list(population), list(-fitness))  # cma minimizes
         if self.strategy.stop():
             self.restart()

@@ -15,6 +15,7 @@ from molvae.config import option
 from molvae.latent.surrogate import (
     SURROGATE_EPOCHS,
     SURROGATE_HIDDEN,
+    Surrogate,
     fit_surrogate,
     load_surrogate,
 )
@@ -41,13 +42,13 @@ class GradientOptions:
 
 
 def _surrogate_fitter(seed: int, warm: WarmStart, options: GradientOptions
-                      ) -> Callable[[np.ndarray, np.ndarray], Any]:
+                      ) -> Callable[[np.ndarray, np.ndarray], Surrogate]:
     """Fit a surrogate on observed values plus at most SURROGATE_MAX_TRAIN warm-start rows."""
     rng = np.random.default_rng(seed + 1)
     n_warm = len(warm.y)
     warm_rows = np.sort(rng.choice(n_warm, size=min(n_warm, SURROGATE_MAX_TRAIN), replace=False))
 
-    def fit(z: np.ndarray, y: np.ndarray) -> Any:
+    def fit(z: np.ndarray, y: np.ndarray) -> Surrogate:
         rows = np.concatenate([warm_rows, np.arange(n_warm, len(y))])
         return fit_surrogate(z[rows], fill_failures(y)[rows], seed=seed,
                              epochs=options.surrogate_epochs,
@@ -66,8 +67,8 @@ class GradientAscent(LatentOptimizer):
     ``refit_every`` steps, because a surrogate is most wrong exactly where it is climbed to.
     """
 
-    def __init__(self, *args: Any, options: GradientOptions, surrogate: torch.nn.Module,
-                 refit: Callable[[np.ndarray, np.ndarray], torch.nn.Module] | None,
+    def __init__(self, *args: Any, options: GradientOptions, surrogate: Surrogate,
+                 refit: Callable[[np.ndarray, np.ndarray], Surrogate] | None,
                  sign: float = 1.0, snapshots: int = 8, jitter: float = 0.1,
                  **kwargs: Any) -> None:
         """``surrogate``: what is climbed (``sign`` times it), refitted by ``refit`` on
@@ -84,7 +85,7 @@ class GradientAscent(LatentOptimizer):
     def build(cls, problem: Problem, options: GradientOptions) -> GradientAscent:
         """Climbs the property regressor of ``problem.regress`` when the objective is one
         property that ``molvae regress`` learnt, else a surrogate fitted on the warm start."""
-        evaluate = problem.evaluator()
+        scorer = problem.scorer()
         warm = problem.warm_start()
         fit = _surrogate_fitter(problem.seed, warm, options)
         surrogate, sign = None, 1.0
@@ -100,12 +101,12 @@ class GradientAscent(LatentOptimizer):
             log.info("gradient: surrogate fitted on %d points (validation r2 %.2f)",
                      int(surrogate.scores.get("n_train", 0)),
                      surrogate.scores.get("r2", math.nan))
-        return cls(evaluate, warm, problem.batch_size, problem.rng, options=options,
+        return cls(scorer, warm, problem.batch_size, problem.rng, options=options,
                    surrogate=surrogate, refit=fit, sign=sign)
 
     def _starts(self) -> np.ndarray:
         n = max(1, self.batch_size // self.snapshots)
-        z_all, y_all = self.evaluate.history(self.warm)
+        z_all, y_all = self.scorer.history(self.warm)
         pool = z_all[np.argsort(-fill_failures(y_all), kind="stable")[:4 * n]]
         picked = pool[self.rng.choice(len(pool), size=n, replace=len(pool) < n)]
         return picked + self.jitter * self.warm.scale * self.rng.standard_normal(picked.shape)
@@ -130,10 +131,10 @@ class GradientAscent(LatentOptimizer):
 
     def step(self) -> None:
         self.surrogate.eval()
-        self.evaluate(self._climb(self._starts()))
+        self.scorer.decode_and_score(self._climb(self._starts()))
         self.rounds += 1
         if self.refit is not None and self.rounds % self.refit_every == 0:
-            self.surrogate, self.sign = self.refit(*self.evaluate.history(self.warm)), 1.0
+            self.surrogate, self.sign = self.refit(*self.scorer.history(self.warm)), 1.0
 
     def restart(self) -> None:
         """Jitter harder for a while: the best points keep climbing to known molecules."""

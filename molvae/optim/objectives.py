@@ -164,9 +164,10 @@ def real_number(result: object) -> float | None:
     function returns would turn a string or a status code into a score."""
     if isinstance(result, numbers.Real):
         return float(result)
-    if getattr(result, "ndim", None) == 0 and callable(getattr(result, "item", None)):
-        item = result.item()  # type: ignore[union-attr]
-        return float(item) if isinstance(item, numbers.Real) else None
+    item = getattr(result, "item", None)
+    if getattr(result, "ndim", None) == 0 and callable(item):
+        value = item()
+        return float(value) if isinstance(value, numbers.Real) else None
     return None
 
 
@@ -184,12 +185,12 @@ class CallableObjective(Objective):
         if not callable(function):
             raise ConfigError(f"objective {function!r} is not callable")
         self.function = function
-        self.name = name or getattr(function, "__name__", type(function).__name__)
+        self.name = name or str(getattr(function, "__name__", type(function).__name__))
 
     def _call(self, smiles: str) -> tuple[float, str]:
         try:
             result = self.function(smiles)
-        except Exception as err:  # noqa: BLE001 -- any user error must become NaN, not a crash
+        except Exception as err:  # any user error must become NaN, not a crash
             return math.nan, f"objective '{self.name}' raised {type(err).__name__}: {err}"
         value = real_number(result)
         if value is None:
@@ -219,7 +220,7 @@ class CallableObjective(Objective):
             source = inspect.getsource(target if inspect.isroutine(target) or
                                        inspect.isclass(target) else type(target))
             state = _bound_state(self.function)
-        except Exception:  # noqa: BLE001 -- no source or an odd repr: reuse nothing, never fail
+        except Exception:  # no source or an odd repr: reuse nothing, never fail
             return None
         return _source_digest(_defining_module(target),
                               getattr(target, "__qualname__", self.name), source, state)
@@ -342,7 +343,8 @@ class CombinedObjective(Objective):
         self.bounded = combine == "product" or (
             all(t.bounded and t.weight >= 0 for t in terms) and sum(t.weight for t in terms) <= 1)
         needed = [t.objective.needs for t in terms]
-        self.needs = None if any(n is None for n in needed) else frozenset().union(*needed)
+        known = [n for n in needed if n is not None]
+        self.needs = frozenset().union(*known) if len(known) == len(needed) else None
 
     def value(self, smiles: str, props: Mapping[str, float]) -> float:
         return self.scored(smiles, props)[0]
@@ -370,7 +372,8 @@ class CombinedObjective(Objective):
         """The combination and its terms (weights, transforms, their objectives), not the
         file's name: a renamed copy is the same objective, an edited weight is not."""
         terms = [t.fingerprint for t in self.terms]
-        return None if None in terms else f"{self.combine}[{'; '.join(terms)}]"
+        known = [t for t in terms if t is not None]
+        return None if len(known) < len(terms) else f"{self.combine}[{'; '.join(known)}]"
 
 
 

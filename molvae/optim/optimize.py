@@ -112,6 +112,8 @@ def _problem(model: SelfiesVAE, objective: Objective, settings: Settings, out: P
         except ValueError as err:
             raise ConfigError(f"start: {err}") from None
         start = chem.canonical_smiles(settings.start)
+        if start is None:  # Settings.validate refuses it; a hand-made Settings may not be
+            raise ConfigError(f"start '{settings.start}' is not a valid SMILES")
         start_z = model.encode([start])[0][0]
     train = train_z = None
     if settings.data is not None:

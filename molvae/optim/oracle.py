@@ -151,8 +151,11 @@ class Oracle:
         """A scored molecule that passes the guards and the similarity constraint."""
         return record["passes_filters"] and record["feasible"] and not math.isnan(record["score"])
 
-    def evaluate(self, smiles: Sequence[str | None], method: str = "") -> np.ndarray:
-        """Scores (NaN: invalid, not a solution, or not scored because the budget is spent).
+    def query(self, smiles: Sequence[str | None], method: str = "") -> np.ndarray:
+        """The fitness of each molecule: a new one is scored (one call of the budget), one
+        seen before is answered from the cache at no cost.
+
+        NaN: invalid, not a solution, or not scored because the budget is spent.
 
         Args:
             smiles: decoded molecules (canonical SMILES or None).

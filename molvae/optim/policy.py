@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from random import Random
 from typing import Any
@@ -57,7 +58,7 @@ from molvae.data.tokens import tokenize
 from molvae.model.likelihood import sampled_log_likelihood
 from molvae.optim.memory import Memory, pad_rows, trim
 from molvae.optim.objectives import score_table
-from molvae.optim.search import Evaluator, LatentOptimizer, Problem, fill_failures
+from molvae.optim.search import LatentOptimizer, LatentScorer, Problem, fill_failures
 
 MEMORY_SIZE = 100  # best molecules kept for replay
 
@@ -105,7 +106,7 @@ def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarr
         size = min(problem.init_size, len(usable), max(1, problem.oracle.budget // 4))
         picked = problem.rng.choice(usable, size=size, replace=False)
     smiles = problem.train["smiles"].iloc[picked].tolist()
-    scores = labels[picked] if labels is not None else Evaluator(
+    scores = labels[picked] if labels is not None else LatentScorer(
         problem.model, problem.oracle, "policy/init").score(problem.train_z[picked], smiles)
     return smiles, scores, problem.train_z[picked]
 
@@ -128,7 +129,7 @@ class PolicySearch(LatentOptimizer):
         self.sigma, self.learning_rate = options.sigma, options.learning_rate
         self.temperature = options.temperature
         self.top_fraction, self.replay = options.top_fraction, options.replay
-        self.prior = self.evaluate.model
+        self.prior = self.scorer.model
         self.memory = Memory(memory_size)
         self.crossover, self.population_size = options.crossover, options.population
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
@@ -142,8 +143,8 @@ class PolicySearch(LatentOptimizer):
     def build(cls, problem: Problem, options: PolicyOptions) -> PolicySearch:
         """The policy, its memory started from the start molecule (constrained mode) or from
         scored training molecules (with prepared data)."""
-        evaluate = problem.evaluator()
-        policy = cls(evaluate, problem.empty_start(), problem.batch_size, problem.rng,
+        scorer = problem.scorer()
+        policy = cls(scorer, problem.empty_start(), problem.batch_size, problem.rng,
                      options=options, constrained=problem.start_z is not None,
                      seed=problem.seed)
         if problem.start_record is not None and problem.start_z is not None:
@@ -172,7 +173,7 @@ class PolicySearch(LatentOptimizer):
                   if row is not None and len(row) <= self.prior.vocab.max_length + 2]
         return usable, [torch.tensor(ids[i], device=self.prior.device) for i in usable]
 
-    def _breed_from(self, smiles: list[str | None], scores: np.ndarray) -> None:
+    def _breed_from(self, smiles: Sequence[str | None], scores: np.ndarray) -> None:
         """Add scored molecules to the genetic algorithm's population (the best are kept)."""
         for text, score in zip(smiles, scores, strict=True):
             if text and np.isfinite(score):
@@ -191,7 +192,7 @@ class PolicySearch(LatentOptimizer):
         best = heapq.nlargest(self.population_size, self.population.items(),
                               key=lambda item: item[1])
         population = [(score, text) for text, score in best]
-        known, wanted = self.evaluate.oracle.records, n * self.screen
+        known, wanted = self.scorer.oracle.records, n * self.screen
         fresh: set[str] = set()
         for _ in range(3):  # a converged population mostly rebreeds known molecules
             parents = uniform_quantile_sampling(population, 2 * wanted, self.ga_rng)
@@ -241,8 +242,8 @@ class PolicySearch(LatentOptimizer):
         scaled = (scores - self.low) / span if span > 0 else np.ones_like(scores)
         return np.where(np.isfinite(scores), np.clip(scaled, 0.0, 1.0), 0.0)
 
-    def _written(self, n: int) -> tuple[list[str | None], np.ndarray, torch.Tensor,
-                                         list[torch.Tensor]]:
+    def _written(self, n: int
+                 ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
         """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows)."""
         vocab = self.agent.vocab
         with torch.no_grad():
@@ -250,7 +251,7 @@ class PolicySearch(LatentOptimizer):
             ids = self.agent.decode_ids(z, greedy=False, temperature=self.temperature,
                                         generator=self.generator)
         smiles = [vocab.to_smiles(row) for row in ids.tolist()]
-        scores = self.evaluate.score(z.cpu().numpy(), smiles)
+        scores = self.scorer.score(z.cpu().numpy(), smiles)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
         return smiles, scores, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
 
@@ -260,11 +261,11 @@ class PolicySearch(LatentOptimizer):
         children = self._offspring(n)
         if not children:
             return [], np.empty(0), torch.empty(0, self.dim, device=self.prior.device), []
-        z = self.prior.encode(children)[0]
-        scores = self.evaluate.score(z, children, source="crossover")
+        mu = self.prior.encode(children)[0]
+        scores = self.scorer.score(mu, children, source="crossover")
         self._breed_from(children, scores)
         usable, rows = self._writable(children)
-        z = torch.as_tensor(z[usable], device=self.prior.device)
+        z = torch.as_tensor(mu[usable], device=self.prior.device)
         return [children[i] for i in usable], scores[usable], z, rows
 
     def step(self) -> None:
@@ -284,8 +285,8 @@ class PolicySearch(LatentOptimizer):
             batch_scores, batch_z, batch_rows = fresh if update == 0 else \
                 (np.empty(0), z[:0], [])
             if self.replay and len(self.memory):
-                replay_scores, replay_z, replay_tokens = self.memory.sample(self.replay,
-                                                                             self.rng)
+                replay_scores, replay_z, replay_tokens = self.memory.sample(
+                    self.replay, self.rng)
                 batch_scores = np.concatenate([batch_scores, replay_scores])
                 batch_z = torch.cat([batch_z, replay_z])
                 batch_rows = [*batch_rows, *replay_tokens]

@@ -18,12 +18,12 @@ class RandomSearch(LatentOptimizer):
 
     @classmethod
     def build(cls, problem: Problem, options: RandomOptions) -> RandomSearch:
-        evaluate = problem.evaluator()
-        return cls(evaluate, problem.empty_start(), problem.batch_size, problem.rng)
+        scorer = problem.scorer()
+        return cls(scorer, problem.empty_start(), problem.batch_size, problem.rng)
 
     def step(self) -> None:
         noise = self.rng.standard_normal((self.batch_size, self.dim))
-        self.evaluate(self.warm.center + self.warm.scale * noise)
+        self.scorer.decode_and_score(self.warm.center + self.warm.scale * noise)
 
     def restart(self) -> None:
         """Nothing to reset: every batch is already a fresh draw."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,10 @@ class WarmStart:
         return self.z[np.argsort(-fill_failures(self.y), kind="stable")[:k]]
 
 
-class Evaluator:
-    """Decode latent points and score them; remembers every (z, fitness) it has seen."""
+class LatentScorer:
+    """What an optimizer asks of a batch of latent points: decode them greedily and have the
+    oracle score the molecules. Every (z, fitness) it has scored is kept, because the methods
+    that fit a model of the landscape (BO, the gradient's surrogate) learn from all of them."""
 
     def __init__(self, model: SelfiesVAE, oracle: Oracle, method: str) -> None:
         self.model, self.oracle, self.method = model, oracle, method
@@ -71,22 +74,24 @@ class Evaluator:
         self.y: list[np.ndarray] = []
 
     def decode(self, z: np.ndarray) -> list[str | None]:
+        """The molecules of ``z`` [N, D], greedily (a fixed function of z); not yet scored."""
         return self.model.decode(np.asarray(z, dtype=np.float32))
 
-    def score(self, z: np.ndarray, smiles: list[str | None], source: str = "") -> np.ndarray:
+    def score(self, z: np.ndarray, smiles: Sequence[str | None], source: str = ""
+              ) -> np.ndarray:
         """Fitness of already decoded points (and remember them); ``source`` is recorded after
         the method's name for molecules that were not decoded from z (e.g. "crossover")."""
-        fitness = self.oracle.evaluate(smiles, f"{self.method}/{source}" if source else
-                                       self.method)
+        fitness = self.oracle.query(smiles, f"{self.method}/{source}" if source else self.method)
         self.z.append(np.asarray(z, dtype=np.float32))
         self.y.append(fitness)
         return fitness
 
-    def __call__(self, z: np.ndarray) -> np.ndarray:
+    def decode_and_score(self, z: np.ndarray) -> np.ndarray:
+        """Fitness of each latent point (NaN: its molecule is no solution)."""
         return self.score(z, self.decode(z))
 
     def history(self, warm: WarmStart | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Every evaluated (z, fitness), after the warm-start data when given."""
+        """Every scored (z, fitness), after the warm-start data when given."""
         zs = ([warm.z] if warm is not None else []) + self.z
         ys = ([warm.y] if warm is not None else []) + self.y
         if not zs:
@@ -133,9 +138,9 @@ class Problem:
     start_record: dict[str, Any] | None = None
     regress: Path | None = None
 
-    def evaluator(self) -> Evaluator:
+    def scorer(self) -> LatentScorer:
         """Decodes and scores for the method, recording its name with each molecule."""
-        return Evaluator(self.model, self.oracle, self.method)
+        return LatentScorer(self.model, self.oracle, self.method)
 
     def empty_start(self) -> WarmStart:
         """Nothing known yet: the search is centred on the prior (or on the start's z, within
@@ -171,21 +176,22 @@ class Problem:
             else:
                 design = self.rng.standard_normal((self.init_size, dim))
         design = design[:max(1, min(len(design), self.oracle.budget // 4))]
-        initial = Evaluator(self.model, self.oracle, f"{self.method}/init")
-        return WarmStart(design, initial(design), center, scale)
+        initial = LatentScorer(self.model, self.oracle, f"{self.method}/init")
+        return WarmStart(design, initial.decode_and_score(design), center, scale)
 
 
 class LatentOptimizer(ABC):
-    """One optimizer: :meth:`step` proposes, evaluates and observes one batch.
+    """One optimizer: :meth:`step` proposes one batch, has it decoded and scored, and
+    observes the scores.
 
     A subclass is built by :meth:`build` from a :class:`~molvae.optim.problem.Problem` and its
     own options dataclass (declared in its module, registered in :mod:`molvae.optim.registry`),
     which holds the defaults of the options a user can set.
     """
 
-    def __init__(self, evaluate: Evaluator, warm: WarmStart, batch_size: int,
+    def __init__(self, scorer: LatentScorer, warm: WarmStart, batch_size: int,
                  rng: np.random.Generator) -> None:
-        self.evaluate, self.warm, self.batch_size, self.rng = evaluate, warm, batch_size, rng
+        self.scorer, self.warm, self.batch_size, self.rng = scorer, warm, batch_size, rng
         self.dim = warm.center.shape[0]
 
     @classmethod
@@ -196,7 +202,7 @@ class LatentOptimizer(ABC):
 
     @abstractmethod
     def step(self) -> None:
-        """Propose one batch, evaluate it through the oracle, update the search state."""
+        """Propose one batch, have it decoded and scored, update the search state."""
 
     @abstractmethod
     def restart(self) -> None:
@@ -211,7 +217,7 @@ def run_search(optimizer: LatentOptimizer, oracle: Oracle, patience: int = 20) -
     last value up to the budget, so ending early is never rewarded).
     """
     stale = 0
-    with tqdm(total=oracle.budget, desc=f"optimize ({optimizer.evaluate.method})",
+    with tqdm(total=oracle.budget, desc=f"optimize ({optimizer.scorer.method})",
               unit="call") as bar:
         while not oracle.exhausted:
             before = oracle.calls
@@ -223,7 +229,7 @@ def run_search(optimizer: LatentOptimizer, oracle: Oracle, patience: int = 20) -
             stale += 1
             if stale >= patience:
                 log.warning("%s: no new molecules in %d steps; stopping at %d of %d calls",
-                            optimizer.evaluate.method, stale, oracle.calls, oracle.budget)
+                            optimizer.scorer.method, stale, oracle.calls, oracle.budget)
                 return "stalled"
             if stale % max(1, patience // 4) == 0:
                 optimizer.restart()

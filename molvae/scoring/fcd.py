@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -13,9 +14,12 @@ from tqdm.auto import tqdm
 from molvae.devices import choose_device
 from molvae.scoring.metrics import UndefinedMetric
 
+if TYPE_CHECKING:
+    from fcd_torch import FCD
 
-def weighted_mean_cov(activations: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
+
+def weighted_mean_cov(activations: np.ndarray, weights: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of rows repeated ``weights`` times (what fcd_torch computes on the
     list with duplicates)."""
     counts = np.asarray(weights, dtype=np.int64)
@@ -25,7 +29,7 @@ def weighted_mean_cov(activations: np.ndarray, weights: np.ndarray) -> tuple[np.
 
 
 @lru_cache(maxsize=2)
-def _chemnet(device: str, batch_size: int, workers: int):  # noqa: ANN202 (fcd_torch.FCD)
+def _chemnet(device: str, batch_size: int, workers: int) -> FCD:
     from fcd_torch import FCD
 
     return FCD(device=device, n_jobs=workers, batch_size=batch_size)

@@ -38,7 +38,7 @@ def _parse_chunk(raws: list, explain: bool = True
     (half the work; reference sets only need to know which molecules are valid). Non-ASCII,
     whitespace, overlong and overlarge inputs are turned away by :func:`chem.screen_smiles`
     inside both parsers before RDKit does any real work on them."""
-    out = []
+    out: list[tuple[str | None, str | None, str | None]] = []
     for raw in raws:
         text = raw if isinstance(raw, str) else None
         if explain:
@@ -79,9 +79,9 @@ class ParsedSet:
         ``rows`` (GuacaMol compares unique molecules without stereochemistry)."""
         seen: dict[str, str] = {}
         for i in rows:
-            key = self.nonstereo[i]
-            if key is not None and key not in seen:
-                seen[key] = self.canonical[i]
+            key, canonical = self.nonstereo[i], self.canonical[i]
+            if key is not None and canonical is not None and key not in seen:
+                seen[key] = canonical
                 if len(seen) >= limit:
                     break
         return set(seen.values())
@@ -172,7 +172,7 @@ def describe_set(parsed: ParsedSet, kl_molecules: set[str], options: FeatureOpti
     smiles, counts = parsed.unique_counts()
     worker = partial(_describe_chunk, options=options)
     described = map_chunks(worker, [(s, s in kl_molecules) for s in smiles], workers,
-                                chunk_size, desc)
+                           chunk_size, desc)
     failures = {s: d for s, d in zip(smiles, described) if isinstance(d, str)}
     keep = [i for i, d in enumerate(described) if not isinstance(d, str)]
     rows: list[MoleculeFeatures] = [described[i] for i in keep]

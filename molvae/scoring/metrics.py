@@ -287,8 +287,8 @@ def discrete_kl(reference: np.ndarray, generated: np.ndarray) -> float:
 
 def kl_divergences(reference: np.ndarray, generated: np.ndarray, names: Sequence[str],
                    n_continuous: int, reference_similarity: np.ndarray,
-                   generated_similarity: np.ndarray) -> tuple[dict[str, float | None],
-                                                               dict[str, str]]:
+                   generated_similarity: np.ndarray
+                   ) -> tuple[dict[str, float | None], dict[str, str]]:
     """GuacaMol's KL divergences: physchem descriptors (the first ``n_continuous`` by KDE, the
     rest by histogram) and the internal nearest-neighbour similarity (by KDE).
 
@@ -315,4 +315,5 @@ def kl_score(divergences: dict[str, float | None]) -> float:
     missing = [name for name, value in divergences.items() if value is None]
     if missing:
         raise UndefinedMetric(f"KL divergence undefined for {', '.join(missing)}")
-    return float(np.mean([np.exp(-value) for value in divergences.values()]))
+    return float(np.mean([np.exp(-value) for value in divergences.values()
+                          if value is not None]))

@@ -87,7 +87,7 @@ class ReferenceStats:
 def _save_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, allow_pickle=False, **arrays)
 
 
 def content_key(smiles: Sequence[Any], *settings: object) -> str:
@@ -287,8 +287,8 @@ def training_set(smiles: Sequence[Any], canonical: bool, cache_dir: Path | None,
     path = cache_dir / f"train-{content_key(smiles)}.parquet" if cache_dir else None
     if path is not None and path.is_file():
         return set(pd.read_parquet(path)["smiles"])
-    canonical = map_chunks(canonical_chunk, smiles, workers, chunk_size, "parse train")
-    unique = {s for s in canonical if s is not None}
+    parsed = map_chunks(canonical_chunk, smiles, workers, chunk_size, "parse train")
+    unique = {s for s in parsed if s is not None}
     if path is not None:
         write_table(pd.DataFrame({"smiles": sorted(unique)}), path)
     return unique

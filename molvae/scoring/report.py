@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def add_validity(report: metrics.Report, parsed: ParsedSet, unique_at: Sequence[
     valid = [s for s in parsed.canonical if s is not None]
     report.add("valid", lambda: _ratio(len(valid), len(parsed.canonical), "no input molecules"))
     for k in unique_at:
-        report.add(f"unique@{k}", lambda k=k: metrics.unique_at_k(valid, k))
+        report.add(f"unique@{k}", partial(metrics.unique_at_k, valid, k))
 
 
 def add_set_metrics(report: metrics.Report, parsed: ParsedSet, features: SetFeatures,
@@ -41,14 +42,12 @@ def add_set_metrics(report: metrics.Report, parsed: ParsedSet, features: SetFeat
     fragments = metrics.weighted_counter(features.fragments, weights)
     scaffolds = metrics.weighted_counter(features.scaffolds, weights)
     for name, ref in stats.items():
-        found = report.add(f"SNN/{name}", lambda ref=ref: metrics.snn(
-            fps, weights, ref.fingerprints, device), pick=lambda r: r[0])
+        found = report.add(f"SNN/{name}", partial(metrics.snn, fps, weights, ref.fingerprints,
+                                                  device), pick=lambda r: r[0])
         if found is not None:
             per_molecule[f"nearest_{name.lower()}_similarity"] = found[1]
-        report.add(f"Frag/{name}", lambda ref=ref: metrics.cosine_similarity(ref.fragments,
-                                                                              fragments))
-        report.add(f"Scaf/{name}", lambda ref=ref: metrics.cosine_similarity(ref.scaffolds,
-                                                                              scaffolds))
+        report.add(f"Frag/{name}", partial(metrics.cosine_similarity, ref.fragments, fragments))
+        report.add(f"Scaf/{name}", partial(metrics.cosine_similarity, ref.scaffolds, scaffolds))
     diversity = report.add("IntDiv", lambda: metrics.internal_diversity(
         fps, weights, (1, 2), device), pick=lambda d: d[1])
     if diversity is None:
@@ -58,12 +57,12 @@ def add_set_metrics(report: metrics.Report, parsed: ParsedSet, features: SetFeat
     if features.passes_filters is None:
         report.skip("Filters", report.notes.get("Filters", "MOSES filter SMARTS unavailable"))
     else:
-        report.add("Filters", lambda: _weighted_share(features.passes_filters, weights))
+        report.add("Filters", partial(_weighted_share, features.passes_filters, weights))
     test = stats["Test"]
     for key, column in MOSES_PROPERTIES.items():
-        report.add(key, lambda c=column: metrics.property_distance(
-            features.properties[c].to_numpy(), weights, test.properties[c].to_numpy(),
-            test.counts))
+        report.add(key, partial(metrics.property_distance,
+                                features.properties[column].to_numpy(), weights,
+                                test.properties[column].to_numpy(), test.counts))
     if train_set is not None:
         found = report.add("Novelty", lambda: metrics.novelty(features.smiles, train_set),
                            pick=lambda r: r[0])
@@ -71,7 +70,7 @@ def add_set_metrics(report: metrics.Report, parsed: ParsedSet, features: SetFeat
             per_molecule["novel"] = found[1]
     report.add("unique", lambda: _ratio(len(features.smiles), len(valid), "no valid molecules"))
     for name, passes in features.catalog_passes.items():
-        report.add(f"filters/{name.lower()}", lambda p=passes: _weighted_share(p, weights))
+        report.add(f"filters/{name.lower()}", partial(_weighted_share, passes, weights))
     return per_molecule
 
 
@@ -105,10 +104,13 @@ def add_fcd(report: metrics.Report, features: SetFeatures,
         for name in names:
             report.skip(f"FCD/{name}", str(why))
         return
+    def distance(name: str) -> float:
+        reference = _guarded_fcd(reference_fcd, references[name], cache, device, batch_size,
+                                 workers, chunk_size, name)
+        return fcd.frechet_distance(reference, generated)
+
     for name in names:
-        report.add(f"FCD/{name}", lambda n=name: fcd.frechet_distance(
-            _guarded_fcd(reference_fcd, references[n], cache, device, batch_size, workers,
-                         chunk_size, n), generated))
+        report.add(f"FCD/{name}", partial(distance, name))
 
 
 def _guarded_fcd(function: Callable[..., Any], *args: Any) -> Any:
@@ -116,7 +118,7 @@ def _guarded_fcd(function: Callable[..., Any], *args: Any) -> Any:
         return function(*args)
     except metrics.UndefinedMetric:
         raise
-    except Exception as err:  # noqa: BLE001 (any fcd_torch failure only skips FCD)
+    except Exception as err:  # any fcd_torch failure only skips FCD
         log.warning("FCD skipped: %r", err)
         raise metrics.UndefinedMetric(f"fcd_torch failed: {err!r}") from None
 
@@ -143,7 +145,7 @@ def add_kl(report: metrics.Report, features: SetFeatures, test: ReferenceStats,
 
 
 def molecule_table(raw: list[Any], parsed: ParsedSet, features: SetFeatures,
-                    per_molecule: dict[str, np.ndarray]) -> pd.DataFrame:
+                   per_molecule: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per input row: as given, validity and reason, canonical form, descriptions."""
     table = pd.DataFrame({
         "row": np.arange(len(raw)),
@@ -166,7 +168,7 @@ def molecule_table(raw: list[Any], parsed: ParsedSet, features: SetFeatures,
 
 
 def counts(parsed: ParsedSet, features: SetFeatures,
-            per_molecule: dict[str, np.ndarray]) -> dict[str, Any]:
+           per_molecule: dict[str, np.ndarray]) -> dict[str, Any]:
     """What came in and where it went: every input row is valid or has a counted reason."""
     reasons = Counter(r.split(":")[0] for r in parsed.reasons if r is not None)
     n_valid = int(features.counts.sum())

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem, plots
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, device_option, model_option, option
 from molvae.data.sources import read_source
-from molvae.io import TABLE_FORMATS, write_table
+from molvae.io import write_table
 from molvae.model.analogs import generate_analogs
 from molvae.model.store import load_model
+from molvae.stages.molecules import MOLECULE_TABLE_FORMATS, write_molecules
 from molvae.tracking import Tracker, local_model_dir
 
 GRID_PARENTS, GRID_ANALOGS = 4, 5
@@ -35,7 +36,7 @@ class AnalogsConfig:
 
     molecules: str = option(help="parent molecules: a file (CSV/TSV/SMI/SDF, .gz ok) or one "
                             "SMILES", positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     n: int = option(50, help="analogs wanted per parent molecule", aliases=("-n",))
     similarity: str = option("0.4:0.8", help="LOW:HIGH band of Tanimoto similarity (Morgan, "
                              "radius 2) to the parent that an analog must fall in")
@@ -47,7 +48,7 @@ class AnalogsConfig:
     table_format: str = option("csv", help="format of the analog table: csv, csv.gz, tsv, "
                                "parquet or sdf")
     seed: int = option(0, help="random seed")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    device: str = device_option()
 
     def band(self) -> tuple[float, float]:
         """The similarity band as (low, high)."""
@@ -69,9 +70,9 @@ class AnalogsConfig:
         for key in ("n", "rounds"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if f".{self.table_format}" not in TABLE_FORMATS:
+        if f".{self.table_format}" not in MOLECULE_TABLE_FORMATS:
             raise ConfigError(f"table_format must be one of "
-                              f"{', '.join(f[1:] for f in TABLE_FORMATS)}, got "
+                              f"{', '.join(f[1:] for f in MOLECULE_TABLE_FORMATS)}, got "
                               f"'{self.table_format}'")
 
 
@@ -97,8 +98,9 @@ def read_parents(spec: str, smiles_col: str | None) -> list[str]:
     return [spec]
 
 
-def run(config: AnalogsConfig, tracker: Tracker) -> AnalogsResult:
+def run(config: AnalogsConfig, tracker: Tracker | None = None) -> AnalogsResult:
     """Generate, add the property panel, write the tables and the grid."""
+    tracker = tracker or Tracker()
     model = load_model(local_model_dir(config.model), config.device)
     parents = read_parents(config.molecules, config.smiles_col)
     analogs, summary = generate_analogs(model, parents, config.n, config.band(),
@@ -107,7 +109,7 @@ def run(config: AnalogsConfig, tracker: Tracker) -> AnalogsResult:
                          columns=list(chem.PROPERTY_NAMES))
     analogs = pd.concat([analogs.reset_index(drop=True), props], axis=1)
     out = Path(config.out)
-    write_table(analogs, out / f"analogs.{config.table_format}")
+    write_molecules(analogs, out / f"analogs.{config.table_format}")
     write_table(summary, out / "parents.csv")
     shown, legends = [], []
     for i in summary["parent_index"][:GRID_PARENTS]:

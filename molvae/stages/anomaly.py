@@ -23,13 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
 from molvae.data.manifest import check_prepared
-from molvae.io import write_table
 from molvae.model.ops import SCORES, elbo_terms
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
-from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
+from molvae.stages.molecules import (
+    check_table_path,
+    read_molecules,
+    with_inputs,
+    write_molecules,
+)
 from molvae.tracking import Tracker, local_model_dir
 
 REFERENCE_MAX = 2000
@@ -41,21 +45,19 @@ class AnomalyConfig:
 
     inputs: list[str] = option(help="molecule files (CSV/TSV/Parquet/SMI/SDF) or SMILES",
                                positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     out: Path = option(Path("anomaly.csv"), help="output table: .csv, .csv.gz, .tsv, .parquet "
                        "or .sdf")
     score: str = option("nll_per_token", help=f"the score column: {', '.join(SCORES)}")
     reference: Path | None = option(None, help="in-distribution molecules for percentiles: a "
                                     "prepared folder (its val split) or a molecule file")
     smiles_col: str | None = option(None, help="SMILES column of the input tables")
-    batch_size: int = option(512, help="molecules scored at once")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    batch_size: int = batch_size_option(512)
+    device: str = device_option()
 
     def validate(self) -> None:
         if self.score not in SCORES:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got '{self.score}'")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         check_table_path(self.out)
 
 
@@ -87,8 +89,9 @@ def reference_scores(model: SelfiesVAE, reference: Path, score: str, batch_size:
     return np.sort(values[np.isfinite(values)])
 
 
-def run(config: AnomalyConfig, tracker: Tracker) -> AnomalyResult:
+def run(config: AnomalyConfig, tracker: Tracker | None = None) -> AnomalyResult:
     """Score every input molecule, write the table, log the score distribution."""
+    tracker = tracker or Tracker()
     started = time.perf_counter()
     molecules = read_molecules(config.inputs, config.smiles_col)
     model = load_model(local_model_dir(config.model), config.device)
@@ -103,7 +106,7 @@ def run(config: AnomalyConfig, tracker: Tracker) -> AnomalyResult:
         percentile = 100.0 * np.searchsorted(known, values, side="right") / len(known)
         table.insert(3, "percentile", np.where(np.isnan(values), np.nan, percentile))
     table = with_inputs(table, molecules)
-    write_table(table, config.out)
+    write_molecules(table, config.out)
     scored = values[~np.isnan(values)]  # +inf: tokens the model never saw, the most unusual
     finite = scored[np.isfinite(scored)]
     median = float(np.median(scored)) if len(scored) else float("nan")

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem
-from molvae.config import ConfigError, option
-from molvae.io import read_table, write_table
+from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
+from molvae.io import read_table
 from molvae.model.store import load_model
-from molvae.stages.molecules import check_table_path
+from molvae.stages.molecules import check_table_path, write_molecules
 from molvae.tracking import Tracker, local_model_dir
 
 LATENT_PREFIXES = ("z", "mu")
@@ -57,21 +57,19 @@ class DecodeConfig:
     """Options of ``molvae decode``."""
 
     latents: Path = option(help="table of latent vectors (CSV/TSV/Parquet)", positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     out: Path = option(Path("decoded.csv"), help="output table: .csv, .csv.gz, .tsv, .parquet "
                        "or .sdf")
     greedy: bool = option(True, help="most likely token at each step (--no-greedy: sample)")
     temperature: float = option(1.0, help="softmax temperature when sampling")
     seed: int | None = option(0, help="random seed when sampling")
-    batch_size: int = option(1024, help="latent rows decoded at once")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    batch_size: int = batch_size_option(1024)
+    device: str = device_option()
 
     def validate(self) -> None:
         if not np.isfinite(self.temperature) or self.temperature <= 0:  # nan: torch error
             raise ConfigError(f"temperature must be a finite number > 0, got "
                               f"{self.temperature}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         check_table_path(self.out)
 
 
@@ -91,8 +89,9 @@ class DecodeResult:
         return text
 
 
-def run(config: DecodeConfig, tracker: Tracker) -> DecodeResult:
+def run(config: DecodeConfig, tracker: Tracker | None = None) -> DecodeResult:
     """Decode every row of the latent table, write the molecules, log validity."""
+    tracker = tracker or Tracker()
     started = time.perf_counter()
     table = read_table(config.latents)
     model = load_model(local_model_dir(config.model), config.device)
@@ -114,7 +113,7 @@ def run(config: DecodeConfig, tracker: Tracker) -> DecodeResult:
     keep = [c for c in table.columns if c not in out.columns and c != "smiles"
             and not DERIVED.match(str(c))]
     out = pd.concat([out, table[keep].reset_index(drop=True)], axis=1)
-    write_table(out, config.out)
+    write_molecules(out, config.out)
     n_valid = int(out["valid"].sum())
     tracker.log_metrics({"n": len(out), "n_valid": n_valid, "validity": n_valid / max(1, len(out)),
                          "reconstructed": reconstructed,

@@ -15,11 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from molvae.config import ConfigError, option
-from molvae.io import write_table
+from molvae.config import batch_size_option, device_option, model_option, option
 from molvae.model.ops import elbo_terms
 from molvae.model.store import load_model
-from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
+from molvae.stages.molecules import (
+    check_table_path,
+    read_molecules,
+    with_inputs,
+    write_molecules,
+)
 from molvae.tracking import Tracker, local_model_dir
 
 
@@ -29,17 +33,15 @@ class EncodeConfig:
 
     inputs: list[str] = option(help="molecule files (CSV/TSV/Parquet/SMI/SDF) or SMILES",
                                positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     out: Path = option(Path("latents.parquet"), help="output table: .parquet, .csv, .csv.gz, "
                        ".tsv or .sdf")
     smiles_col: str | None = option(None, help="SMILES column of the input tables "
                                     "(default: detected)")
-    batch_size: int = option(512, help="molecules encoded at once")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    batch_size: int = batch_size_option(512)
+    device: str = device_option()
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         check_table_path(self.out)
 
 
@@ -58,14 +60,15 @@ class EncodeResult:
                 f"(mean negative ELBO {self.mean_neg_elbo:.2f} nats, {self.seconds:.1f} s)")
 
 
-def run(config: EncodeConfig, tracker: Tracker) -> EncodeResult:
+def run(config: EncodeConfig, tracker: Tracker | None = None) -> EncodeResult:
     """Encode every input molecule, write the table, log counts and the mean ELBO terms."""
+    tracker = tracker or Tracker()
     started = time.perf_counter()
     molecules = read_molecules(config.inputs, config.smiles_col)
     model = load_model(local_model_dir(config.model), config.device)
     terms = elbo_terms(model, molecules["input"].tolist(), config.batch_size)
     table = with_inputs(terms.table(latents=True), molecules)
-    write_table(table, config.out)
+    write_molecules(table, config.out)
     ok = np.isfinite(terms.nll)  # not NaN (no molecule) nor +inf (tokens it never saw)
     encoded = int(ok.sum())
     mean = float(terms.neg_elbo[ok].mean()) if encoded else float("nan")

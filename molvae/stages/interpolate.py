@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem, plots
-from molvae.config import ConfigError, option
-from molvae.io import TABLE_FORMATS, write_table
+from molvae.config import ConfigError, device_option, model_option, option
 from molvae.model.ops import INTERPOLATIONS, interpolate
 from molvae.model.store import load_model
+from molvae.stages.molecules import MOLECULE_TABLE_FORMATS, write_molecules
 from molvae.tracking import Tracker, local_model_dir
 
 CURVE_PROPERTIES = ("qed", "logp", "sa")
@@ -34,13 +34,13 @@ class InterpolateConfig:
 
     start: str = option(help="SMILES of the first molecule", positional=True)
     end: str = option(help="SMILES of the last molecule", positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     steps: int = option(10, help="points on each path, both ends included")
     methods: list[str] = option(list(INTERPOLATIONS), help="paths: linear, spherical")
     out: Path = option(Path("interpolate"), help="output folder")
     table_format: str = option("csv", help="format of the path table: csv, csv.gz, tsv, "
                                "parquet or sdf")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    device: str = device_option()
 
     def validate(self) -> None:
         if self.steps < 2:
@@ -49,9 +49,9 @@ class InterpolateConfig:
         if unknown or not self.methods:
             raise ConfigError(f"methods must be among {', '.join(INTERPOLATIONS)}, got "
                               f"{', '.join(self.methods) or 'none'}")
-        if f".{self.table_format}" not in TABLE_FORMATS:
+        if f".{self.table_format}" not in MOLECULE_TABLE_FORMATS:
             raise ConfigError(f"table_format must be one of "
-                              f"{', '.join(f[1:] for f in TABLE_FORMATS)}, got "
+                              f"{', '.join(f[1:] for f in MOLECULE_TABLE_FORMATS)}, got "
                               f"'{self.table_format}'")
         for key in ("start", "end"):
             if chem.to_mol(getattr(self, key)) is None:
@@ -74,8 +74,9 @@ class InterpolateResult:
         return f"distinct molecules along the path: {counts}\n  → {self.out}"
 
 
-def run(config: InterpolateConfig, tracker: Tracker) -> InterpolateResult:
+def run(config: InterpolateConfig, tracker: Tracker | None = None) -> InterpolateResult:
     """Decode both paths, compute the properties of every molecule, write table and figures."""
+    tracker = tracker or Tracker()
     model = load_model(local_model_dir(config.model), config.device)
     table = pd.concat([interpolate(model, config.start, config.end, config.steps, method)
                        for method in config.methods], ignore_index=True)
@@ -84,7 +85,7 @@ def run(config: InterpolateConfig, tracker: Tracker) -> InterpolateResult:
     for name in CURVE_PROPERTIES:
         table[name] = [p.get(name, np.nan) for p in props]
     out = Path(config.out)
-    write_table(table, out / f"path.{config.table_format}")
+    write_molecules(table, out / f"path.{config.table_format}")
     legends = [f"{m} {s}" for m, s in zip(table["method"], table["step"])]
     plots.molecule_grid(table["smiles"].fillna("").tolist(), legends, out / "grid.png",
                         per_row=config.steps, size=(200, 200))

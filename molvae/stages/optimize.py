@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, device_option, model_option, option
 from molvae.model.store import load_model
 from molvae.optim.objective_spec import parse_objective
 from molvae.optim.objectives import Objective
@@ -40,7 +40,7 @@ class OptimizeConfig(Settings):
     """Options of ``molvae optimize``: the library's settings, plus what the stage reads and
     where it writes."""
 
-    model: str = option(help="trained model folder (`molvae train --out`) or models:/NAME/VERSION")
+    model: str = model_option()
     objective: str = option("qed", help="what to maximize: qed, plogp, min:sa, mw_range:300:450, "
                             "similarity:SMILES, package.module:function or an MPO FILE.yaml; an "
                             "import path (here or in the YAML) imports that module and calls the "
@@ -49,7 +49,7 @@ class OptimizeConfig(Settings):
     out: Path = option(Path("optimize"), help="output folder; its calls.csv of paid oracle calls "
                        "is kept and reused by a rerun of the same objective (another "
                        "objective's is moved to calls-N.csv, kept and reused the same way)")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:1, mps")
+    device: str = device_option()
 
     def validate(self) -> None:
         super().validate()

@@ -18,14 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
 from molvae.data.tokens import tokenize
-from molvae.io import write_table
 from molvae.latent.encode import model_fingerprint
 from molvae.latent.regressors import load_regressor, regressor_info
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
-from molvae.stages.molecules import check_table_path, read_molecules, with_inputs
+from molvae.stages.molecules import (
+    check_table_path,
+    read_molecules,
+    with_inputs,
+    write_molecules,
+)
 from molvae.tracking import Tracker, local_model_dir
 
 
@@ -35,19 +39,17 @@ class PredictConfig:
 
     inputs: list[str] = option(help="molecule files (CSV/TSV/Parquet/SMI/SDF) or SMILES",
                                positional=True)
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     regress: Path | None = option(None, help="the --out folder of `molvae regress` (default: "
                                   "the model's property head)")
     properties: list[str] = option([], help="properties to predict (default: all available)")
     out: Path = option(Path("predictions.csv"), help="output table: .csv, .csv.gz, .tsv, "
                        ".parquet or .sdf")
     smiles_col: str | None = option(None, help="SMILES column of the input tables")
-    batch_size: int = option(512, help="molecules encoded at once")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    batch_size: int = batch_size_option(512)
+    device: str = device_option()
 
     def validate(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.regress is not None and not self.regress.is_dir():
             raise ConfigError(f"regress: folder not found: {self.regress}")
         check_table_path(self.out)
@@ -102,15 +104,16 @@ def predict_table(model: SelfiesVAE, mu: np.ndarray, regress: Path | None,
         if info.get("model_hash") not in (None, fingerprint):
             raise ConfigError(f"the {prop} regressor in {regress} was fitted on another "
                               f"model's latent space ({info.get('model')})")
-        values = np.full(len(mu), np.nan)
+        predicted = np.full(len(mu), np.nan)
         if ok.any():
-            values[ok] = estimator.predict(mu[ok].astype(np.float64))
-        predictions[prop] = values
+            predicted[ok] = estimator.predict(mu[ok].astype(np.float64))
+        predictions[prop] = predicted
     return predictions, chosen
 
 
-def run(config: PredictConfig, tracker: Tracker) -> PredictResult:
+def run(config: PredictConfig, tracker: Tracker | None = None) -> PredictResult:
     """Encode the molecules, predict each property, write the table."""
+    tracker = tracker or Tracker()
     started = time.perf_counter()
     molecules = read_molecules(config.inputs, config.smiles_col)
     model = load_model(local_model_dir(config.model), config.device)
@@ -122,7 +125,7 @@ def run(config: PredictConfig, tracker: Tracker) -> PredictResult:
     table = pd.DataFrame({"smiles": canonical, "reason": reasons,
                           **{f"pred_{p}": v for p, v in predictions.items()}})
     table = with_inputs(table, molecules)
-    write_table(table, config.out)
+    write_molecules(table, config.out)
     n_predicted = int(np.isfinite(mu).all(axis=1).sum())
     source = "regressors" if config.regress is not None else "property head"
     tracker.log_metrics({"n": len(table), "n_predicted": n_predicted,

@@ -81,11 +81,17 @@ class PrepConfig:
     seed: int = option(0, help="random seed for splitting")
     limit: int | None = option(None, help="use only the first N rows of each input")
     workers: int = option(0, help="worker processes of the local cluster (0 = all cores; 1 = "
-                                  "work in this process)")
+                          "work in this process)")
     chunk_size: int = option(5000, help="molecules per piece (one task, one Parquet file)")
     cluster: str | None = option(None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 "
                                  "(default $DASK_SCHEDULER_ADDRESS, else a local cluster); "
                                  "its workers must see the input and output folders")
+
+    def __post_init__(self) -> None:
+        """``--properties none`` is how a flag or YAML says no properties: it becomes the empty
+        list here, when the config is made, so that :meth:`validate` only checks."""
+        if self.properties in (["none"], ["None"]):
+            self.properties = []
 
     def validate(self) -> None:
         """Refuse nonsense up front (``--limit -5`` once silently dropped five rows)."""
@@ -100,8 +106,6 @@ class PrepConfig:
         if self.max_heavy_atoms > chem.HEAVY_ATOM_LIMIT:
             raise ConfigError(f"max_heavy_atoms must be at most {chem.HEAVY_ATOM_LIMIT} (larger "
                               f"molecules are never parsed), got {self.max_heavy_atoms}")
-        if self.properties in (["none"], ["None"]):
-            self.properties = []
         unknown = sorted(set(self.properties) - set(chem.PROPERTY_NAMES))
         if unknown:
             raise ConfigError(f"properties: unknown {', '.join(unknown)} (known: "

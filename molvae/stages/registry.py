@@ -2,7 +2,9 @@
 killed run resumes; the CLI and pipelines derive everything else from these declarations.
 
 Entries name modules as strings so that ``molvae --help`` does not import torch, RDKit or
-MLflow. Every stage module has ``run(config, tracker) -> result``.
+MLflow. Every stage module has ``run(config, tracker=None) -> result``: :func:`run_stage` hands
+it the stage's MLflow run as the tracker; called without one (a test, a benchmark, a notebook),
+a stage records nothing, the same way for every stage.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from molvae.io import output_lock
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline stage: ``molvae.stages.<name>.run(config, tracker) -> result``.
+    """A pipeline stage: ``molvae.stages.<name>.run(config, tracker=None) -> result``.
 
     Attributes:
         name: the sub-command and pipeline key.
@@ -42,7 +44,7 @@ class Stage:
     def module(self) -> str:
         return f"molvae.stages.{self.name}"
 
-    def config_type(self) -> type:
+    def config_type(self) -> type[Any]:
         module, _, name = self.config_class.rpartition(":")
         return getattr(importlib.import_module(module or self.module), name)
 

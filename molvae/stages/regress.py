@@ -25,7 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from molvae import plots
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
 from molvae.data.prep import SPLITS
 from molvae.io import write_json, write_table
 from molvae.latent.encode import (
@@ -59,18 +59,18 @@ Split = tuple[np.ndarray, pd.DataFrame]  # a split's latent means [N, D] and its
 class RegressConfig:
     """Options of ``molvae regress``."""
 
-    model: str = option(help="trained model folder (`molvae train --out`) or models:/NAME/VERSION")
+    model: str = model_option()
     data: Path = option(help="prepared data folder (`molvae prep --out`)")
     properties: list[str] = option(["qed", "logp", "sa"],
                                    help="numeric columns of the prepared data to predict "
-                                        "(computed properties or your own, e.g. activity)")
+                                   "(computed properties or your own, e.g. activity)")
     out: Path = option(Path("regress"), help="output folder")
     regressors: list[str] = option(list(REGRESSORS),
                                    help=f"regressors to fit ({', '.join(REGRESSORS)})")
     cv_folds: int = option(RegressorOptions.cv_folds, help="folds of the cross-validation on "
                            "train")
     max_train: int | None = option(50000, help="fit on a random subset of at most this many "
-                                               "training molecules (null in YAML = all)")
+                                   "training molecules (null in YAML = all)")
     gp_max_train: int = option(RegressorOptions.gp_max_train,
                                help="training molecules for the Gaussian process (exact GP "
                                "fitting grows with the cube of this)")
@@ -83,15 +83,15 @@ class RegressConfig:
     mlp_max_iter: int = option(RegressorOptions.mlp_max_iter,
                                help="most epochs of the scikit-learn MLP")
     surrogate: bool = option(True, help="also train a differentiable torch surrogate per "
-                                        "property (for gradient-based optimization)")
+                             "property (for gradient-based optimization)")
     surrogate_epochs: int = option(SURROGATE_EPOCHS,
                                    help="most epochs of the surrogate (early stopping)")
     surrogate_hidden: int = option(SURROGATE_HIDDEN,
                                    help="hidden width of the surrogate's two layers")
     cache: bool = option(True, help="cache encoded latents and reuse them on rerun")
     cache_dir: Path | None = option(None, help="latent cache folder (default OUT/cache)")
-    batch_size: int = option(512, help="molecules per encoder batch")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:1, mps")
+    batch_size: int = batch_size_option(512)
+    device: str = device_option()
     n_jobs: int = option(RegressorOptions.n_jobs,
                          help="parallel cross-validation fits (-1 = all cores)")
     plot_points: int = option(5000, help="molecules shown in the latent PCA plot")
@@ -235,7 +235,8 @@ def _regress_property(config: RegressConfig, model: SelfiesVAE, fingerprint: str
         bar.set_postfix_str(f"{prop}/{name}")
         fitted[name] = fit_regressor(name, z_train, y_train, z_test, y_test, options)
         bar.update()
-    scores = {name: f.scores for name, f in fitted.items()}
+    scores: dict[str, dict[str, float | None]] = {name: dict(f.scores)
+                                                  for name, f in fitted.items()}
     head = _head_scores(model, prop, z_test, y_test)
     if head is not None:
         scores["head"] = head

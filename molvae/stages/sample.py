@@ -18,10 +18,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from molvae import chem
-from molvae.config import ConfigError, option
-from molvae.io import write_table
+from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
 from molvae.model.prior import PRIORS
 from molvae.model.store import load_model
+from molvae.stages.molecules import write_molecules
 from molvae.tracking import Tracker, local_model_dir
 
 log = logging.getLogger(__name__)
@@ -31,15 +31,15 @@ log = logging.getLogger(__name__)
 class SampleConfig:
     """Options of ``molvae sample``."""
 
-    model: str = option(help="model folder (the --out of `molvae train`) or models:/NAME/VERSION")
+    model: str = model_option()
     n: int = option(1000, help="number of molecules to generate", aliases=("-n",))
     out: Path = option(Path("samples.csv"), help="output CSV (columns smiles, valid)")
     temperature: float = option(1.0, help="softmax temperature (< 1: safer, > 1: more diverse)")
     prior: str = option("fitted", help="where z comes from: fitted (a Gaussian fitted to the "
                         "latents of held-out molecules) or standard (N(0, I))")
     seed: int | None = option(0, help="random seed (empty: not reproducible)")
-    batch_size: int = option(1024, help="molecules decoded at once")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    batch_size: int = batch_size_option(1024)
+    device: str = device_option()
     condition: list[str] = option([], help="targets NAME=VALUE for a conditional model "
                                   "(trained with --condition), e.g. qed=0.9,logp=2.5")
 
@@ -62,8 +62,6 @@ class SampleConfig:
     def validate(self) -> None:
         if self.n < 1:
             raise ConfigError(f"n must be >= 1, got {self.n}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not math.isfinite(self.temperature) or self.temperature <= 0:  # nan: torch error
             raise ConfigError(f"temperature must be a finite number > 0, got "
                               f"{self.temperature}")
@@ -91,8 +89,9 @@ class SampleResult:
         return {"validity": self.validity, "uniqueness": self.uniqueness}
 
 
-def run(config: SampleConfig, tracker: Tracker) -> SampleResult:
+def run(config: SampleConfig, tracker: Tracker | None = None) -> SampleResult:
     """Generate ``config.n`` molecules, mark which RDKit accepts, write the CSV, log metrics."""
+    tracker = tracker or Tracker()
     started = time.perf_counter()
     model = load_model(local_model_dir(config.model), config.device)
     targets = config.targets()
@@ -114,7 +113,7 @@ def run(config: SampleConfig, tracker: Tracker) -> SampleResult:
                                    conditions=targets or None))
     valid = [chem.to_mol(s) is not None for s in smiles]
     table = pd.DataFrame({"smiles": smiles, "valid": valid})
-    write_table(table, config.out)
+    write_molecules(table, config.out)
     n_valid = sum(valid)
     validity = n_valid / len(smiles)
     uniqueness = table.loc[table["valid"], "smiles"].nunique() / n_valid if n_valid else math.nan

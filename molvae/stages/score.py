@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from molvae import chem, plots
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, device_option, option
 from molvae.data.manifest import check_prepared
 from molvae.devices import choose_device
 from molvae.io import write_json, write_table
@@ -63,7 +63,7 @@ class ScoreConfig:
                                             "metrics (default: MOSES test_scaffolds for 'moses')")
     unique_at: list[int] = option([1000, 10000], help="k values of unique@k")
     fcd: bool = option(True, help="compute FCD with fcd_torch's ChemNet (--no-fcd skips it)")
-    device: str = option("auto", help="torch device for FCD and similarities (auto: cuda if any)")
+    device: str = device_option()
     batch_size: int = option(512, help="ChemNet batch size for FCD")
     kl_samples: int = option(10000, help="molecules per side in GuacaMol's KL score")
     catalogs: list[str] = option(["PAINS", "BRENK"], help="RDKit FilterCatalogs reported as "
@@ -71,7 +71,7 @@ class ScoreConfig:
     grid_size: int = option(24, help="molecules drawn in molecules.png")
     table: str = option("csv", help="format of the per-molecule table: csv or parquet")
     workers: int = option(0, help="worker processes of the local cluster (0 = all cores; 1 = "
-                                  "work in this process)")
+                          "work in this process)")
     chunk_size: int = option(200, help="molecules per work unit (small, so the last ones "
                              "finish together)")
     cluster: str | None = option(None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 "
@@ -216,10 +216,10 @@ def _score(config: ScoreConfig) -> ScoreResult:
              ", ".join(m.source for m in refs.values() if m is not None))
     report = metrics.Report()
     options = FeatureOptions(_filter_smarts(report), tuple(config.catalogs))
-    run = {"workers": config.workers, "chunk_size": config.chunk_size}
+    run: dict[str, Any] = {"workers": config.workers, "chunk_size": config.chunk_size}
     parsed = parse_set(raw, desc="parse generated", **run)
     features = describe_set(parsed, parsed.kl_sample(range(len(raw)), config.kl_samples),
-                               options, desc="describe generated", **run)
+                            options, desc="describe generated", **run)
     for i, smiles in enumerate(parsed.canonical):
         if smiles in features.failures:
             parsed.canonical[i], parsed.reasons[i] = None, features.failures[smiles]

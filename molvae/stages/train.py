@@ -32,9 +32,10 @@ def collapse_advice(result: TrainResult) -> str | None:
             "--epochs); set allow_degenerate to keep this model anyway")
 
 
-def run(config: TrainConfig, tracker: Tracker) -> TrainResult:
+def run(config: TrainConfig, tracker: Tracker | None = None) -> TrainResult:
     """The ``train`` stage: train, then attach history and the best model to the run; a
     collapsed model fails the stage (after its history is attached) unless allowed."""
+    tracker = tracker or Tracker()
     result = train_model(config, tracker)
     out = Path(config.out)
     if int(os.environ.get("RANK", "0")) != 0 or not (out / MODEL_FILE).is_file():

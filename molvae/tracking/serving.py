@@ -78,7 +78,7 @@ class RequestError(MlflowException):
         super().__init__(line, error_code=error_code)
 
     @property
-    def message(self) -> str:  # type: ignore[override]
+    def message(self) -> str:
         return self._line
 
     @message.setter

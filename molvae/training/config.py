@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from molvae.config import ConfigError, option
+from molvae.config import ConfigError, device_option, option
 from molvae.model.presets import PRESETS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
@@ -74,7 +74,7 @@ class TrainConfig:
     eval_molecules: int = option(1000, help="validation molecules reconstructed per epoch")
     amp: bool = option(True, help="bf16 autocast on CUDA")
     compile: bool = option(False, help="torch.compile the model")
-    device: str = option("auto", help="auto, cpu, cuda, cuda:N or mps")
+    device: str = device_option()
     threads: int = option(0, help="CPU threads for torch (0 = auto: the cores the 1-minute "
                           "load average leaves idle, at least 1); 1 is fastest for tiny")
     resume: bool = option(False, help="continue from OUT/checkpoint.pt; with more --epochs "

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from molvae.devices import choose_device, cpu_threads
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -34,12 +37,16 @@ class Distributed:
         dist.all_gather_object(values, value)
         return values
 
-    def from_main(self, value: object) -> object:
-        if self.world_size == 1:
-            return value
+    def from_main(self, value: T | None) -> T:
+        """Rank 0's ``value`` on every rank, so all act on one decision; the other ranks
+        pass a placeholder (None), replaced by what rank 0 sent."""
         box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        if self.world_size > 1:
+            dist.broadcast_object_list(box, src=0)
+        sent = box[0]
+        if sent is None:
+            raise RuntimeError("rank 0 sent nothing: only the other ranks pass None")
+        return sent
 
 
 def setup_distributed(device_name: str, threads: int = 0) -> Distributed:

@@ -92,6 +92,7 @@ def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.devi
             for key, value in terms.items():
                 sums[key] = sums.get(key, zero) + value.detach().float() * len(rows)
             kl_dims += kl_per_dimension(out.mu, out.logvar) * len(rows)
+            assert batch.rows is not None  # DeviceTokens.batch always says which rows
             order = batch.rows.to(device)  # the batch is longest first: back to split order
             mu[order] = out.mu.float()
             logvar[order] = out.logvar.float()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,8 @@ from molvae.cli import main
 
 
 def test_optimize_writes_ranked_candidates_and_records_a_run(
-        tiny_model: Path, prepared_dir: Path, tmp_path: Path, mlflow_runs,  # noqa: ANN001
+        tiny_model: Path, prepared_dir: Path, tmp_path: Path,
+        mlflow_runs: Callable[[str | None], pd.DataFrame],
         capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "opt"
     code = main(["optimize", "--model", str(tiny_model), "--objective", "qed", "--budget", "16",

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -48,7 +49,7 @@ def tasks_run(address: str, prefix: str) -> int:
     """How many tasks whose name starts with ``prefix`` the scheduler has seen finish."""
     from dask.distributed import Client
 
-    def count(dask_scheduler) -> int:  # noqa: ANN001 (the scheduler object Dask passes in)
+    def count(dask_scheduler: Any) -> int:  # the scheduler object Dask passes in
         return sum(sum(p.state_counts.values()) for name, p in
                    dask_scheduler.task_prefixes.items() if name.startswith(prefix))
 

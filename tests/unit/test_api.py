@@ -48,7 +48,7 @@ def test_readme_example_runs(tiny_model: Path, tmp_path: Path,
     shutil.copytree(tiny_model, tmp_path / "model")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(readme_api_example(), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(readme_api_example(), "README.md", "exec"), namespace)
     assert len(namespace["z"]) == 2 and namespace["best"]["score"].notna().any()
     assert namespace["best"].attrs["metrics"]["n_calls"] <= 20
 

@@ -35,13 +35,13 @@ def module(name: str, source: str, monkeypatch: pytest.MonkeyPatch) -> types.Mod
     ``importlib.import_module`` resolve it), removed again after the test."""
     made = types.ModuleType(name)
     monkeypatch.setitem(sys.modules, name, made)
-    exec(compile(source, f"{PAGE}:{name}", "exec"), made.__dict__)  # noqa: S102
+    exec(compile(source, f"{PAGE}:{name}", "exec"), made.__dict__)
     return made
 
 
 def entry(line: str, namespace: dict) -> object:
     """A registry entry as the page writes it (an indented call with a trailing comma)."""
-    return eval(line.strip().rstrip(","), namespace)  # noqa: S307
+    return eval(line.strip().rstrip(","), namespace)
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_the_objective_recipe_runs(model_here: Path, monkeypatch: pytest.MonkeyP
     code, usage = blocks("Add an objective")
     objective = module("molvae_docs_objective", code, monkeypatch)
     namespace = {"HeavyAtomsNear": objective.HeavyAtomsNear}
-    exec(compile(usage, f"{PAGE}:usage", "exec"), namespace)  # noqa: S102
+    exec(compile(usage, f"{PAGE}:usage", "exec"), namespace)
     best = namespace["best"]
     assert best.attrs["metrics"]["objective"] == "heavy_atoms_near:20"
     assert best["score"].between(0, 1).any()

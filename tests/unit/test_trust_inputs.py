@@ -224,7 +224,7 @@ def test_a_read_only_out_is_one_line_naming_it(tmp_path: Path, capsys,
     def refused(table: pd.DataFrame, path: Path) -> Path:
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
-    monkeypatch.setattr("molvae.stages.sample.write_table", refused)
+    monkeypatch.setattr("molvae.stages.sample.write_molecules", refused)
     assert main(["sample", "--model", "moses", "-n", "2", "--out", str(out), "--device", "cpu",
                  "--no-track", "-q"]) == 2
     assert one_line_error(capsys, "sample").endswith(f"{out}: Permission denied")
@@ -349,9 +349,9 @@ def test_an_edited_surrogate_is_one_line_naming_it(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0])
 def test_the_model_and_the_policy_refuse_a_temperature_that_is_not_finite(value: float) -> None:
-    from molvae.config import ConfigError, from_dict  # noqa: PLC0415
-    from molvae.model.store import load_model  # noqa: PLC0415
-    from molvae.stages.optimize import OptimizeConfig  # noqa: PLC0415
+    from molvae.config import ConfigError, from_dict
+    from molvae.model.store import load_model
+    from molvae.stages.optimize import OptimizeConfig
 
     model = load_model(pretrained_dir("moses"), device="cpu")
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):

@@ -19,6 +19,7 @@ from molvae.config import ConfigError, from_dict
 from molvae.data.manifest import RUN_KEY, write_manifest
 from molvae.latent import encode, regressors
 from molvae.latent import surrogate as surrogates
+from molvae.model.vae import SelfiesVAE
 from molvae.stages.regress import RegressConfig
 from molvae.stages.regress import run as run_regress
 
@@ -86,7 +87,7 @@ def head_model_dir(tmp_path_factory: pytest.TempPathFactory, varied_dir: Path) -
 
 
 @pytest.fixture(scope="session")
-def head_model(head_model_dir: Path):  # noqa: ANN201 (a SelfiesVAE)
+def head_model(head_model_dir: Path) -> SelfiesVAE:
     from molvae.model.store import load_model
 
     return load_model(head_model_dir, device="cpu")

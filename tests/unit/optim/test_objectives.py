@@ -129,13 +129,13 @@ def test_score_table_uses_property_columns_only_when_it_can() -> None:
 
 def test_oracle_caches_on_canonical_smiles_and_counts_unique_molecules() -> None:
     oracle = Oracle(parse_objective("qed"), budget=100)
-    scores = oracle.evaluate([ASPIRIN, "OC(=O)c1ccccc1OC(C)=O", ASPIRIN, None, INVALID,
+    scores = oracle.query([ASPIRIN, "OC(=O)c1ccccc1OC(C)=O", ASPIRIN, None, INVALID,
                               PARACETAMOL])
     assert oracle.calls == 2
     assert scores[0] == scores[1] == scores[2] == pytest.approx(chem.smiles_properties(
         ASPIRIN)["qed"])
     assert np.isnan(scores[3]) and np.isnan(scores[4])
-    oracle.evaluate([PARACETAMOL, ASPIRIN])
+    oracle.query([PARACETAMOL, ASPIRIN])
     assert oracle.calls == 2
     assert list(oracle.trace()["oracle_calls"]) == [1, 2]
 
@@ -143,17 +143,17 @@ def test_oracle_caches_on_canonical_smiles_and_counts_unique_molecules() -> None
 def test_oracle_stops_exactly_at_the_budget() -> None:
     molecules = ["C" * n for n in range(1, 11)]
     oracle = Oracle(parse_objective("heavy_atoms"), budget=4)
-    scores = oracle.evaluate(molecules)
+    scores = oracle.query(molecules)
     assert oracle.calls == 4 and oracle.exhausted
     assert np.isfinite(scores[:4]).all() and np.isnan(scores[4:]).all()
-    assert np.isfinite(oracle.evaluate(molecules[:2])).all()  # cached ones are still answered
+    assert np.isfinite(oracle.query(molecules[:2])).all()  # cached ones are still answered
     assert oracle.calls == 4 and len(oracle.table()) == 4
 
 
 def test_nan_scores_never_win_and_guards_rank_last() -> None:
     oracle = Oracle(parse_objective("tests.unit.optim.test_objectives:ring_atoms"), budget=10,
                     guards=Guards(max_heavy_atoms=11))
-    fitness = oracle.evaluate([ASPIRIN, PARACETAMOL, "c1ccc2ccccc2c1CN", "C1CCCCC1CCN"
+    fitness = oracle.query([ASPIRIN, PARACETAMOL, "c1ccc2ccccc2c1CN", "C1CCCCC1CCN"
                                + "c1ccccc1" * 2])
     assert np.isnan(fitness[0])  # the function raised: NaN, not 0
     table = oracle.table()
@@ -171,7 +171,7 @@ def test_guards_catch_macrocycles_pains_radicals_and_size() -> None:
     oracle = Oracle(parse_objective("qed"), budget=10,
                     guards=Guards(max_ring_size=8, pains=True, max_tokens=20, max_sa=6,
                                     known=frozenset({ASPIRIN}), radicals=True))
-    oracle.evaluate([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN, radical])
+    oracle.query([macrocycle, azo, LONG_CHAIN, PARACETAMOL, ASPIRIN, radical])
     failures = dict(zip(oracle.table()["smiles"], oracle.table()["filter_failures"],
                         strict=True))
     assert "largest_ring 12 > 8" in failures[macrocycle]
@@ -185,7 +185,7 @@ def test_guards_catch_macrocycles_pains_radicals_and_size() -> None:
 def test_similarity_constraint_marks_dissimilar_molecules_infeasible() -> None:
     oracle = Oracle(parse_objective("logp"), budget=10, start=PARACETAMOL, min_similarity=0.4)
     methoxy = "COc1ccc(NC(C)=O)cc1"  # similarity 0.58 to paracetamol
-    fitness = oracle.evaluate([methoxy, LONG_CHAIN])
+    fitness = oracle.query([methoxy, LONG_CHAIN])
     table = oracle.table().set_index("smiles")
     assert table.loc[methoxy, "feasible"]
     assert not table.loc[LONG_CHAIN, "feasible"]  # higher logP, but not a solution
@@ -194,6 +194,6 @@ def test_similarity_constraint_marks_dissimilar_molecules_infeasible() -> None:
 
 def test_auc_counts_the_whole_budget() -> None:
     oracle = Oracle(parse_objective("heavy_atoms"), budget=10)
-    oracle.evaluate(["C", "CC"])
+    oracle.query(["C", "CC"])
     # calls 1 and 2 have top-10 means 1 and 1.5; the last value fills up to the budget
     assert auc_every_call(oracle.top_trace, oracle.budget) == pytest.approx((1 + 1.5 * 9) / 10)

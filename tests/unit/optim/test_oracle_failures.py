@@ -44,7 +44,7 @@ def strict_json(path: Path) -> dict:
 
 def test_non_finite_scores_are_failures_with_a_reason() -> None:
     oracle = Oracle(parse_objective(f"{HERE}:infinite_for_nitrogen"), budget=10)
-    fitness = oracle.evaluate(["CCN", "CCO", "CCC"])
+    fitness = oracle.query(["CCN", "CCO", "CCC"])
     assert math.isnan(fitness[0]) and math.isnan(fitness[1]) and fitness[2] == 1.0
     table = oracle.table()
     failed = table[table["score"].isna()]
@@ -53,7 +53,7 @@ def test_non_finite_scores_are_failures_with_a_reason() -> None:
     assert math.isfinite(auc_every_call(oracle.top_trace, oracle.budget))
 
 
-def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):  # noqa: ANN201
+def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):
     from molvae.stages.optimize import OptimizeConfig, run
 
     return run(from_dict(OptimizeConfig, {
@@ -84,7 +84,7 @@ def test_no_solution_trace_plot_says_so(tmp_path: Path) -> None:
     figure_texts: list[str] = []
     original = plots.save_figure
 
-    def capture(figure, path):  # noqa: ANN001, ANN202
+    def capture(figure, path):
         figure_texts.extend(t.get_text() for ax in figure.axes for t in ax.texts)
         return original(figure, path)
 

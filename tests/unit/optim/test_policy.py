@@ -21,8 +21,8 @@ def policy(tiny_model: Path, oracle: Oracle, **options: object) -> PolicySearch:
     model = load_model(tiny_model, "cpu")
     dim = model.latent_dim
     empty = opt.WarmStart(np.empty((0, dim)), np.empty(0), np.zeros(dim))
-    evaluate = opt.Evaluator(model, oracle, "policy")
-    return PolicySearch(evaluate, empty, batch_size=16, rng=np.random.default_rng(0),
+    scorer = opt.LatentScorer(model, oracle, "policy")
+    return PolicySearch(scorer, empty, batch_size=16, rng=np.random.default_rng(0),
                         options=PolicyOptions(**options))
 
 

@@ -50,27 +50,27 @@ class ConstantDecoder(ToyDecoder):
 def warm_start(oracle: Oracle, rng: np.random.Generator) -> opt.WarmStart:
     """A poor initial design (small fragments), scored through the oracle like the stage does."""
     design = rng.normal(-1.2, 0.3, (12, TOY_DIM))
-    fitness = opt.Evaluator(ToyDecoder(), oracle, "init")(design)
+    fitness = opt.LatentScorer(ToyDecoder(), oracle, "init").decode_and_score(design)
     return opt.WarmStart(design, fitness, np.zeros(TOY_DIM), 1.0)
 
 
-def make(method: str, oracle: Oracle, warm: opt.WarmStart, rng: np.random.Generator):  # noqa: ANN201
+def make(method: str, oracle: Oracle, warm: opt.WarmStart, rng: np.random.Generator):
     from molvae.latent.surrogate import fit_surrogate
 
-    evaluate = opt.Evaluator(ToyDecoder(), oracle, method)
+    scorer = opt.LatentScorer(ToyDecoder(), oracle, method)
     common = {"batch_size": 12, "rng": rng}
     if method == "random":
-        return RandomSearch(evaluate, warm, **common)
+        return RandomSearch(scorer, warm, **common)
     if method == "cmaes":
-        return CmaEs(evaluate, warm, options=CmaEsOptions(sigma=0.5), **common)
+        return CmaEs(scorer, warm, options=CmaEsOptions(sigma=0.5), **common)
     if method == "bo":
-        return TrustRegionBO(evaluate, warm, options=BOOptions(), candidates=300, **common)
+        return TrustRegionBO(scorer, warm, options=BOOptions(), candidates=300, **common)
 
-    def refit(z: np.ndarray, y: np.ndarray):  # noqa: ANN202
+    def refit(z: np.ndarray, y: np.ndarray):
         return fit_surrogate(z, opt.fill_failures(y), epochs=40, hidden_dim=32)
 
     options = GradientOptions(ascent_steps=12, learning_rate=0.1, refit_every=5)
-    return GradientAscent(evaluate, warm, options=options, surrogate=refit(warm.z, warm.y),
+    return GradientAscent(scorer, warm, options=options, surrogate=refit(warm.z, warm.y),
                           refit=refit, snapshots=3, **common)
 
 
@@ -91,9 +91,9 @@ def test_each_optimizer_climbs_and_respects_the_budget(method: str) -> None:
 
 def test_a_search_that_finds_nothing_new_stops_early() -> None:
     oracle = Oracle(parse_objective("qed"), budget=50)
-    evaluate = opt.Evaluator(ConstantDecoder(), oracle, "random")
+    scorer = opt.LatentScorer(ConstantDecoder(), oracle, "random")
     warm = opt.WarmStart(np.zeros((0, TOY_DIM)), np.zeros(0), np.zeros(TOY_DIM))
-    search = RandomSearch(evaluate, warm, 4, np.random.default_rng(0))
+    search = RandomSearch(scorer, warm, 4, np.random.default_rng(0))
     assert opt.run_search(search, oracle, patience=5) == "stalled"
     assert oracle.calls == 1
     qed = chem.smiles_properties("CCO")["qed"]
@@ -108,7 +108,7 @@ def test_fill_failures_ranks_nan_last() -> None:
 
 # ---------------------------------------------------------------- the stage, tiny real model
 
-def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):  # noqa: ANN201
+def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):
     from molvae.stages.optimize import OptimizeConfig, run
 
     config = from_dict(OptimizeConfig, {

@@ -67,7 +67,7 @@ def nan_for_oxygen(smiles: str) -> float:
     return math.nan if "O" in smiles else math.inf if "N" in smiles else 1.0
 
 
-def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):  # noqa: ANN201
+def run(tiny_model: Path, prepared_dir: Path, tmp_path: Path, **options: object):
     from molvae.stages.optimize import OptimizeConfig, run
 
     return run(from_dict(OptimizeConfig, {
@@ -94,7 +94,7 @@ def test_an_import_path_inside_an_mpo_file_is_refused_too(tmp_path: Path) -> Non
 
 
 def test_a_result_that_is_not_a_real_number_fails_naming_the_objective() -> None:
-    from molvae.optim.objectives import real_number  # noqa: PLC0415
+    from molvae.optim.objectives import real_number
 
     objective = parse_objective(f"{HERE}:returns_text")
     assert math.isnan(objective.score(ASPIRIN, {}))
@@ -122,11 +122,11 @@ def test_help_and_readme_say_that_an_import_path_runs_code(
 def test_the_oracle_reuses_its_log_and_never_truncates_it(tmp_path: Path) -> None:
     log = tmp_path / "calls.csv"
     first = Oracle(parse_objective(f"{HERE}:counted"), budget=3, log_path=log)
-    paid = first.evaluate([ASPIRIN, PARACETAMOL, "CCC"])
+    paid = first.query([ASPIRIN, PARACETAMOL, "CCC"])
     assert len(CALLS) == 3
     CALLS.clear()
     again = Oracle(parse_objective(f"{HERE}:counted"), budget=3, log_path=log)
-    fitness = again.evaluate([ASPIRIN, PARACETAMOL, "CCCC"])
+    fitness = again.query([ASPIRIN, PARACETAMOL, "CCCC"])
     assert CALLS == ["CCCC"]  # only the new molecule is paid for
     assert fitness[:2].tolist() == paid[:2].tolist()
     assert again.calls == 3 and again.reused == 2 and again.exhausted  # reused ones still count
@@ -135,17 +135,17 @@ def test_the_oracle_reuses_its_log_and_never_truncates_it(tmp_path: Path) -> Non
 
 def test_a_log_of_another_objective_is_moved_aside_and_reused_later(tmp_path: Path) -> None:
     log = tmp_path / "calls.csv"
-    Oracle(parse_objective(f"{HERE}:counted"), budget=2, log_path=log).evaluate(
+    Oracle(parse_objective(f"{HERE}:counted"), budget=2, log_path=log).query(
         [ASPIRIN, PARACETAMOL])
     other = Oracle(parse_objective("heavy_atoms"), budget=2, log_path=log)
     assert len(pd.read_csv(log)) == 2  # nothing moves before a call is made
-    other.evaluate(["CCC"])
+    other.query(["CCC"])
     aside = pd.read_csv(tmp_path / "calls-1.csv")
     assert len(aside) == 2 and set(aside["objective"]) == {f"{HERE}:counted"}
     assert pd.read_csv(log)["smiles"].tolist() == ["CCC"]
     CALLS.clear()
     back = Oracle(parse_objective(f"{HERE}:counted"), budget=2, log_path=log)
-    back.evaluate([ASPIRIN, PARACETAMOL])
+    back.query([ASPIRIN, PARACETAMOL])
     assert CALLS == [] and back.reused == 2
 
 
@@ -231,7 +231,7 @@ def test_nan_and_inf_scores_are_warned_about(molecules: list[str], word: str,
                                              caplog: pytest.LogCaptureFixture) -> None:
     oracle = Oracle(parse_objective(f"{HERE}:nan_for_oxygen"), budget=10)
     with caplog.at_level(logging.WARNING):
-        oracle.evaluate(molecules)
+        oracle.query(molecules)
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
     assert "nan_for_oxygen" in warned and word in warned
 
@@ -240,9 +240,9 @@ def test_only_a_wholly_failed_first_batch_stops_the_oracle() -> None:
     from molvae.optim.oracle import ObjectiveError
 
     with pytest.raises(ObjectiveError, match="docking server down"):
-        Oracle(parse_objective(f"{HERE}:raises"), budget=100).evaluate(["CCO", "CCN"])
+        Oracle(parse_objective(f"{HERE}:raises"), budget=100).query(["CCO", "CCN"])
     lenient = Oracle(parse_objective(f"{HERE}:raises"), budget=100, fail_fast=False)
-    assert np.isnan(lenient.evaluate(["CCO", "CCN"])).all()
+    assert np.isnan(lenient.query(["CCO", "CCN"])).all()
     working = Oracle(parse_objective(f"{HERE}:nan_for_oxygen"), budget=100)
-    working.evaluate(["CCO", "CCC"])  # one molecule scored: the objective works
-    assert np.isnan(working.evaluate(["OCO"])).all()  # a later failure is the molecule's
+    working.query(["CCO", "CCC"])  # one molecule scored: the objective works
+    assert np.isnan(working.query(["OCO"])).all()  # a later failure is the molecule's

@@ -60,7 +60,7 @@ def main() -> None:
         return
     selfies = [s for s in map(smiles_to_selfies, pd.read_csv(DATA)["smiles"][:20000]) if s]
     vocab = Vocab.build(selfies)
-    data = TokenDataset(selfies, vocab)
+    data = TokenDataset.from_selfies(selfies, vocab)
     model = build_model(vocab, "default").cuda().train()
     dtypes: dict[str, str] = {}
     model.decoder.register_forward_hook(

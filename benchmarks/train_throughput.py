@@ -97,7 +97,7 @@ def benchmark(preset: str, selfies: list[str], vocab: Vocab, batch_size: int, st
     torch.manual_seed(0)
     model = build_model(vocab, preset).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    data = TokenDataset(selfies, vocab)
+    data = TokenDataset.from_selfies(selfies, vocab)
     on_device = DeviceTokens(data, device)
 
     def step(rows: list[int]) -> None:

@@ -114,7 +114,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
                 upstream.append(planned[source].digest)
         files = {str(named): file_digest(named) for value in spec[name].values()
                  for named in _named_files(value)}
-        hashed = json.dumps({"stage": name, "options": options, "upstream": upstream,
+        kept = {k: v for k, v in options.items() if k not in get_stage(name).limits}
+        hashed = json.dumps({"stage": name, "options": kept, "upstream": upstream,
                              "files": files}, sort_keys=True, default=str)
         digest = hashlib.sha256(hashed.encode()).hexdigest()[:12]
         folder = pipeline.workdir / f"{name}-{digest}"
@@ -161,7 +162,8 @@ def select(pipeline: Pipeline, only: str | None = None, start: str | None = None
 def run_pipeline(pipeline: Pipeline, only: str | None = None, start: str | None = None,
                  force: bool = False, track: bool = True,
                  lock_timeout: float | None = None) -> dict[str, str]:
-    """Run the selected stages in order; returns each stage's status ('ran' or 'cached').
+    """Run the selected stages in order; returns each stage's status: 'ran', 'cached', or
+    'stopped' for a stage that stopped before it finished and 'waiting' for those after it.
 
     One run at a time per working folder: two would write the same stage folders and resume
     each other's half-written checkpoints. A second run fails at once (``lock_timeout`` 0, the
@@ -211,16 +213,24 @@ def _run_locked(pipeline: Pipeline, only: str | None, start: str | None, force: 
                           for state in ("ran", "cached")})
         for name, status in statuses.items():
             stage = planned[name]
-            if status == "ran":
-                _run_one(stage, planned, runs, force, track)
+            if status == "ran" and not _run_one(stage, planned, runs, force, track):
+                log.warning("%s stopped before it finished (max_steps, max_minutes or SIGTERM); "
+                            "the stages after it wait: run the pipeline again to resume", name)
+                later = list(statuses)[list(statuses).index(name) + 1:]
+                statuses.update({name: "stopped", **{n: "waiting" for n in later}})
+                break
             tracker.log_metrics({f"{name}/{k}": v for k, v in _done(stage)["headline"].items()})
     return statuses
 
 
 def _run_one(stage: PlannedStage, planned: dict[str, PlannedStage], runs: dict[str, str],
-             force: bool, track: bool) -> None:
+             force: bool, track: bool) -> bool:
     """Run one stage into its folder, linked to the runs that made the outputs it reads, and
-    mark it done with its run id and headline numbers (so a cached rerun can report them)."""
+    mark it done with its run id and headline numbers (so a cached rerun can report them).
+
+    Returns False, marking nothing, when the stage stopped before it finished (a training
+    stopped by a time limit or SIGTERM): the next run resumes it instead of reusing it.
+    """
     resume = _prepare_folder(stage, force)
     # the planned config stays as the file gave it; the run's copy says that it continues
     config = dataclasses.replace(stage.config, resume=True) if resume else stage.config
@@ -231,9 +241,12 @@ def _run_one(stage: PlannedStage, planned: dict[str, PlannedStage], runs: dict[s
     result = run_stage(stage.name, config, track=track, runs=linked)
     if stage.name in linked:
         runs[stage.name] = linked[stage.name]
+    if not getattr(result, "finished", True):
+        return False
     write_json({"stage": stage.name, "config": cfg.to_dict(config),
                 "seconds": time.perf_counter() - started, "run_id": linked.get(stage.name),
                 "headline": headline(result)}, stage.folder / DONE)
+    return True
 
 
 def headline(result: Any) -> dict[str, float]:

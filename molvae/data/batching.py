@@ -1,23 +1,31 @@
 """Training batches: token ids in memory (or on the device), length-bucketed batch order.
 
-Molecules are tokenized once into a padded id matrix. Each epoch's batch order is a pure
+Molecules are tokenized once into a padded id matrix. Prep stores that matrix beside the
+splits (``SPLIT.tokens.npz``, see :func:`write_token_cache`), because tokenizing a MOSES-sized
+training set in Python at every training (re)start costs tens of seconds; a folder without it,
+or with one that is not this folder's, is tokenized instead. Each epoch's batch order is a pure
 function of (seed, epoch, rank), so a resumed run can rebuild the exact same order and skip
 the batches it already did; and a GRU batch of similar lengths wastes little on padding.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.dataset
 import torch
 
 from molvae.data.manifest import check_prepared
 from molvae.data.tokens import Vocab
+from molvae.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -40,27 +48,49 @@ class Batch:
         return len(self.tokens)
 
 
+@dataclass
 class TokenDataset:
     """Tokenized molecules of one split (with optional property targets).
 
-    Args:
-        selfies: SELFIES strings.
-        vocab: maps tokens to ids (unknown tokens become ``<unk>``).
+    Attributes:
+        tokens: [N, T] int32 token ids (bos ... eos, then pad), T the longest molecule.
+        lengths: [N] int64 tokens per molecule, bos and eos included.
         properties: [N, P] standardized property values (NaN = missing), or None.
         conditions: [N, C] standardized condition values of a conditional model, or None.
     """
 
-    def __init__(self, selfies: Sequence[str], vocab: Vocab,
-                 properties: np.ndarray | None = None,
-                 conditions: np.ndarray | None = None) -> None:
+    tokens: np.ndarray
+    lengths: np.ndarray
+    properties: np.ndarray | None = None
+    conditions: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.properties = None if self.properties is None else \
+            self.properties.astype(np.float32)
+        self.conditions = None if self.conditions is None else \
+            self.conditions.astype(np.float32)
+
+    @classmethod
+    def from_selfies(cls, selfies: Sequence[str], vocab: Vocab,
+                     properties: np.ndarray | None = None,
+                     conditions: np.ndarray | None = None) -> TokenDataset:
+        """Tokenize SELFIES strings (unknown tokens become ``<unk>``)."""
         ids = [vocab.encode(s) for s in selfies]
-        self.lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        self.tokens = np.full((len(ids), int(self.lengths.max(initial=0))), vocab.pad_id,
-                              dtype=np.int32)
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        tokens = np.full((len(ids), int(lengths.max(initial=0))), vocab.pad_id, dtype=np.int32)
         for row, seq in enumerate(ids):
-            self.tokens[row, :len(seq)] = seq
-        self.properties = None if properties is None else properties.astype(np.float32)
-        self.conditions = None if conditions is None else conditions.astype(np.float32)
+            tokens[row, :len(seq)] = seq
+        return cls(tokens, lengths, properties, conditions)
+
+    @classmethod
+    def from_ids(cls, tokens: np.ndarray, pad_id: int, properties: np.ndarray | None = None,
+                 conditions: np.ndarray | None = None) -> TokenDataset:
+        """Padded ids of any integer type (a token cache's): a molecule's length is its count
+        of non-pad ids, as pad never occurs inside one."""
+        lengths = (tokens != pad_id).sum(axis=1).astype(np.int64)
+        width = int(lengths.max(initial=0))
+        return cls(np.ascontiguousarray(tokens[:, :width], dtype=np.int32), lengths,
+                   properties, conditions)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -102,13 +132,13 @@ class DeviceTokens:
         """The rows as a :class:`Batch`, longest molecule first (so the encoder packs it
         without a sort on the device) and trimmed to that molecule."""
         order = torch.argsort(self.host_lengths[list(rows)], descending=True, stable=True)
-        rows = torch.as_tensor(rows, dtype=torch.long)[order]
-        lengths = self.host_lengths[rows]
-        index = rows.to(self.tokens.device, non_blocking=True)
+        picked = torch.as_tensor(rows, dtype=torch.long)[order]
+        lengths = self.host_lengths[picked]
+        index = picked.to(self.tokens.device, non_blocking=True)
         tokens = self.tokens.index_select(0, index)[:, :int(lengths.max())].long()
         props = None if self.properties is None else self.properties.index_select(0, index)
         conds = None if self.conditions is None else self.conditions.index_select(0, index)
-        return Batch(tokens, lengths, props, conds, rows)
+        return Batch(tokens, lengths, props, conds, picked)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
@@ -148,16 +178,88 @@ class PreparedData:
     condition_std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
 
 
+TOKEN_SPLITS = ("train", "val")  # the splits training reads: prep caches their token ids
+
+
+def token_cache_path(folder: Path, split: str) -> Path:
+    """Where prep stores a split's token ids."""
+    return folder / f"{split}.tokens.npz"
+
+
 def _read_split(folder: Path, split: str, needed: Sequence[str]) -> pd.DataFrame:
+    """The ``needed`` columns of a split, rows in file order (a token cache's rows are in this
+    order too), index 0..N-1."""
     path = folder / f"{split}.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {folder} a folder made by `molvae prep`?")
-    table = pd.read_parquet(path)
-    missing = [c for c in needed if c not in table.columns]
+    dataset = pyarrow.dataset.dataset(str(path), format="parquet")
+    missing = [c for c in needed if c not in dataset.schema.names]
     if missing:
         raise ValueError(f"{path} lacks column(s) {', '.join(missing)} "
-                         f"(available: {', '.join(table.columns)})")
-    return table
+                         f"(available: {', '.join(dataset.schema.names)})")
+    if not needed:  # pandas reads no rows without columns
+        return pd.DataFrame(index=pd.RangeIndex(dataset.count_rows()))
+    return pd.read_parquet(path, columns=list(dict.fromkeys(needed))).reset_index(drop=True)
+
+
+def _vocab_digest(vocab: Vocab) -> str:
+    return hashlib.sha256(json.dumps(vocab.tokens).encode()).hexdigest()
+
+
+def _compact_dtype(vocab: Vocab) -> type[np.integer]:
+    return np.uint8 if len(vocab) <= 256 else np.int16 if len(vocab) <= 32768 else np.int32
+
+
+def write_token_cache(folder: Path, vocab: Vocab, run_id: str) -> list[Path]:
+    """Store the token ids of the splits training reads beside them (prep, before its manifest).
+
+    Each ``SPLIT.tokens.npz`` holds plain arrays (no pickles): the padded ids in the smallest
+    integer type the vocabulary fits, the vocabulary's digest and the prep run id, which
+    :func:`load_prepared` checks before trusting it.
+    """
+    written = []
+    for split in TOKEN_SPLITS:
+        tokens = TokenDataset.from_selfies(_read_split(folder, split, ["selfies"])["selfies"]
+                                           .tolist(), vocab).tokens
+        path = token_cache_path(folder, split)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, tokens=tokens.astype(_compact_dtype(vocab)),
+                     vocab=np.array(_vocab_digest(vocab)), prep_run=np.array(run_id))
+        written.append(path)
+    return written
+
+
+def _cached_tokens(folder: Path, split: str, vocab: Vocab, run_id: str | None,
+                   rows: int) -> np.ndarray | None:
+    """A split's cached token ids when they are this folder's (its manifest lists them, and
+    they carry its prep run, vocabulary and row count), else None, with a log line saying why
+    the split is tokenized instead."""
+    path = token_cache_path(folder, split)
+    if not path.is_file():
+        log.info("%s: no %s (prepared by an older molvae): tokenizing %d molecules; rerun "
+                 "`molvae prep` to store them", folder, path.name, rows)
+        return None
+    try:
+        check_prepared(folder, [path.name])
+    except ValueError as err:
+        log.warning("%s: tokenizing %d molecules", err, rows)
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cache:
+            tokens, digest, cached_run = cache["tokens"], str(cache["vocab"]), \
+                str(cache["prep_run"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        why: str | None = f"not a token cache: {type(err).__name__}"
+    else:
+        why = ("its ids are not a padded id matrix"
+               if tokens.ndim != 2 or tokens.dtype.kind not in "iu" else
+               "it was made with another vocabulary" if digest != _vocab_digest(vocab) else
+               f"it is from prep run {cached_run}" if run_id and cached_run != run_id else
+               f"it has {len(tokens)} rows, the split {rows}" if len(tokens) != rows else None)
+        if why is None:
+            return tokens
+    log.warning("%s: ignoring %s (%s): tokenizing %d molecules", folder, path.name, why, rows)
+    return None
 
 
 def _statistics(table: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +286,7 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
                   max_train: int | None = None, seed: int = 0,
                   condition_names: Sequence[str] = ()) -> PreparedData:
     """Read train/val splits and the vocabulary; standardize properties and conditions with
-    train statistics.
+    train statistics. Token ids come from the splits' token caches where they are valid.
 
     Args:
         folder: output of ``molvae prep``.
@@ -201,33 +303,39 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
     if not (folder / "vocab.json").is_file():
         raise FileNotFoundError(f"{folder}/vocab.json not found: is {folder} a folder made by "
                                 "`molvae prep`?")
-    check_prepared(folder, ["vocab.json", "train.parquet", "val.parquet"])
+    run_id = check_prepared(folder, ["vocab.json", "train.parquet", "val.parquet"])
     vocab = Vocab.load(folder / "vocab.json")
-    conds = list(condition_names)
-    needed = ["smiles", "selfies", *property_names, *conds]
-    train = _drop_missing(_read_split(folder, "train", needed), conds, "train")
-    val = _drop_missing(_read_split(folder, "val", needed), conds, "val")
-    if train.empty or val.empty:
+    names, conds = list(property_names), list(condition_names)
+    tables, cached = {}, {}
+    for split in TOKEN_SPLITS:
+        columns = [*(["smiles"] if split == "val" else []), *names, *conds]
+        rows = len(_read_split(folder, split, []))
+        cached[split] = _cached_tokens(folder, split, vocab, run_id, rows)
+        needed = columns if cached[split] is not None else ["selfies", *columns]
+        tables[split] = _drop_missing(_read_split(folder, split, needed), conds, split)
+    train, val = tables["train"], tables["val"]
+    if not len(train) or not len(val):  # (.empty: also a frame without columns)
         raise ValueError(f"{folder}: train and val splits must both hold molecules "
                          f"(train {len(train)}, val {len(val)})")
     if max_train is not None and len(train) > max_train:
         train = train.sample(n=max_train, random_state=seed)
-    names = list(property_names)
     mean, std = _statistics(train, names)
     cond_mean, cond_std = _statistics(train, conds)
 
-    def standardized(table: pd.DataFrame) -> np.ndarray | None:
-        return (table[names].to_numpy(np.float64) - mean) / std if names else None
-
-    def conditions(table: pd.DataFrame) -> np.ndarray | None:
-        return (table[conds].to_numpy(np.float64) - cond_mean) / cond_std if conds else None
+    def dataset(table: pd.DataFrame, split: str) -> TokenDataset:
+        properties = (table[names].to_numpy(np.float64) - mean) / std if names else None
+        conditions = (table[conds].to_numpy(np.float64) - cond_mean) / cond_std \
+            if conds else None
+        ids = cached[split]
+        if ids is None:
+            return TokenDataset.from_selfies(table["selfies"].tolist(), vocab, properties,
+                                             conditions)
+        return TokenDataset.from_ids(ids[table.index.to_numpy()], vocab.pad_id, properties,
+                                     conditions)
 
     log.info("data: %d train, %d val molecules, %d tokens", len(train), len(val), len(vocab))
     return PreparedData(
-        vocab=vocab,
-        train=TokenDataset(train["selfies"].tolist(), vocab, standardized(train),
-                           conditions(train)),
-        val=TokenDataset(val["selfies"].tolist(), vocab, standardized(val), conditions(val)),
+        vocab=vocab, train=dataset(train, "train"), val=dataset(val, "val"),
         val_smiles=val["smiles"].tolist(),
         property_names=names, property_mean=mean.astype(np.float32),
         property_std=std.astype(np.float32), condition_names=conds,

@@ -48,19 +48,28 @@ def process_smiles(raw: object, rules: Standardize) -> tuple:
     if mol is None:
         return (None, None, 0, reason, *[np.nan] * len(rules.properties))
     reason = chem.filter_reason(mol, rules.allowed_elements, rules.min_heavy, rules.max_heavy)
-    smiles = chem.canonical_smiles(mol)
-    selfies = smiles_to_selfies(smiles) if reason is None else None
-    if reason is None and selfies is None:
-        reason = "SELFIES encoder cannot represent this molecule"
-    if reason is None and selfies_to_smiles(selfies) != smiles:
-        reason = "SELFIES round trip changes the molecule"
-    n_tokens = len(split_selfies(selfies)) if reason is None else 0
-    if reason is None and n_tokens > rules.max_tokens:
-        reason = f"SELFIES too long: {n_tokens} > {rules.max_tokens} tokens"
-    if reason is not None:
+    smiles = chem.canonical_smiles(mol)  # a parsed molecule always has one
+    selfies, n_tokens = None, 0
+    if reason is None and smiles is not None:
+        selfies, n_tokens, reason = _to_selfies(smiles, rules.max_tokens)
+    if reason is not None or selfies is None:
         return (None, None, 0, reason, *[np.nan] * len(rules.properties))
     values = chem.properties(mol, rules.properties)
     return (smiles, selfies, n_tokens, None, *(values[name] for name in rules.properties))
+
+
+def _to_selfies(smiles: str, max_tokens: int) -> tuple[str | None, int, str | None]:
+    """A canonical SMILES as (SELFIES, its tokens, None), or (None, 0, why not): a SELFIES
+    must decode back to the same molecule, or training would learn another one."""
+    selfies = smiles_to_selfies(smiles)
+    if selfies is None:
+        return None, 0, "SELFIES encoder cannot represent this molecule"
+    if selfies_to_smiles(selfies) != smiles:
+        return None, 0, "SELFIES round trip changes the molecule"
+    n_tokens = len(split_selfies(selfies))
+    if n_tokens > max_tokens:
+        return None, 0, f"SELFIES too long: {n_tokens} > {max_tokens} tokens"
+    return selfies, n_tokens, None
 
 
 def standardize_partition(raw: pd.DataFrame, rules: Standardize

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from molvae import chem
 from molvae.config import ConfigError, option
 from molvae.data import partitions
+from molvae.data.batching import TOKEN_SPLITS, token_cache_path, write_token_cache
 from molvae.data.manifest import MANIFEST, RUN_KEY, write_manifest
 from molvae.data.prep import (
     Standardize,
@@ -54,7 +55,8 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_SPLIT_PARTITION = 100_000  # rows per Parquet file of a written split
 OUTPUTS = ("train.parquet", "val.parquet", "test.parquet", "vocab.json", "report.json",
-           "rejects.csv", "duplicates.csv", MANIFEST)
+           "rejects.csv", "duplicates.csv", MANIFEST,
+           *(token_cache_path(Path(), split).name for split in TOKEN_SPLITS))
 """What prep writes in ``OUT``: a folder holding only these (and its own leftovers) may be
 replaced."""
 
@@ -218,6 +220,7 @@ def _build(config: PrepConfig, build: Path, run_id: str, start: float
               "molecules_per_s": streamed.inputs / max(seconds, 1e-9),
               "engine": engine_used}
     write_json(report, build / "report.json")
+    write_token_cache(build, vocab, run_id)  # so no training (re)start tokenizes again
     write_manifest(build, run_id)
     return counts, dict(streamed.reasons), report
 

@@ -31,6 +31,8 @@ class Stage:
         reads: config key -> the earlier stage whose output fills it in a pipeline.
         output_file: the stage's ``out`` is this file inside its folder ('' = the folder).
         resumable: a killed run continues in its folder (``resume``) instead of restarting.
+        limits: options that bound how long a run goes on, not what it makes: they stay out of
+            the pipeline's cache key, so raising one continues the stopped run in its folder.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Stage:
     reads: dict[str, str] = field(default_factory=dict)
     output_file: str = ""
     resumable: bool = False
+    limits: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -57,7 +60,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "standardize molecules, compute properties, SELFIES, vocabulary and splits"),
     Stage("train", "molvae.training.config:TrainConfig",
           "train the SELFIES VAE (KL annealing, checkpoints, --resume, torchrun DDP)",
-          reads={"data": "prep"}, resumable=True),
+          reads={"data": "prep"}, resumable=True,
+          limits=("max_steps", "max_minutes", "threads")),
     Stage("sample", "SampleConfig", "generate molecules from the prior of a trained model",
           reads={"model": "train"}, output_file="samples.csv"),
     Stage("score", "ScoreConfig",

@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
@@ -80,6 +81,11 @@ class TrainResult:
     progress: Progress
     seconds: float
     model_uri: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """False when max_steps, max_minutes or SIGTERM stopped the run (it can resume)."""
+        return self.progress.finished
 
     def summary(self) -> str:
         p = self.progress
@@ -169,7 +175,7 @@ def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
         step_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[job.device.index] if job.device.type == "cuda" else None)
     if config.compile:
-        step_model = torch.compile(step_model)
+        step_model = cast(torch.nn.Module, torch.compile(step_model))  # a wrapped Module
     return _Run(config, job, tracker, data, DeviceTokens(data.train, job.device), model,
                 step_model, optimizer, scheduler, progress)
 
@@ -328,7 +334,7 @@ def _log_step(run: _Run, terms: dict[str, torch.Tensor], beta: float, rate: floa
     """Show the step's loss and throughput (molecules per second, all ranks) on the progress
     bar; rank 0 also sends them, with beta and the learning rate, to the tracker."""
     metrics = {k: float(v.detach()) for k, v in terms.items()}
-    metrics.update(beta=beta, lr=run.scheduler.get_last_lr()[0], mol_per_s=rate)
+    metrics.update(beta=beta, lr=float(run.scheduler.get_last_lr()[0]), mol_per_s=rate)
     bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
     if run.job.is_main:
         run.tracker.log_metrics(metrics, step=run.progress.step)

@@ -51,3 +51,21 @@ def test_editing_an_objective_file_or_module_changes_the_optimize_digest(
     assert digest(by_file, "optimize") != before[0]
     assert digest(by_module, "optimize") != before[1]
     assert digest(by_module, "optimize") == digest(by_module, "optimize")
+
+
+def test_a_training_stopped_early_is_not_cached_and_the_rerun_resumes_it(tmp_path: Path) -> None:
+    train = {"preset": "tiny", "epochs": 2, "batch_size": 16, "eval_samples": 5,
+             "eval_molecules": 5, "log_model": False, "device": "cpu", "max_steps": 2,
+             "allow_degenerate": True}
+    stages = {"prep": {"inputs": [str(FIXTURES / "molecules.csv")], "workers": 1},
+              "train": train, "sample": {"n": 5, "device": "cpu"}}
+    path = write_pipeline(tmp_path / "p.yaml", stages)
+    assert run_pipeline(load_pipeline(path), track=False) == {
+        "prep": "ran", "train": "stopped", "sample": "waiting"}
+    folder = next(s.folder for s in load_pipeline(path).stages if s.name == "train")
+    assert (folder / "checkpoint.pt").is_file() and not (folder / ".done.json").exists()
+    write_pipeline(path, {**stages, "train": {**train, "max_steps": None}})
+    assert run_pipeline(load_pipeline(path), track=False) == {
+        "prep": "cached", "train": "ran", "sample": "ran"}
+    history = pd.read_csv(folder / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]

@@ -5,7 +5,7 @@ background of working sessions, resumable from a compact checkpoint kept in git.
     python benchmarks/campaign.py stop                       # checkpoint, stop, keep the state
     python benchmarks/campaign.py measure                    # a learning-curve point
     python benchmarks/campaign.py status
-    python benchmarks/campaign.py export OUT --posteriors 4096 --spread 1   # a model to ship
+    python benchmarks/campaign.py export OUT --prior posteriors:4096   # a model to ship
 
 ``start`` rebuilds the prepared MOSES folder when it is missing (deterministic: the same
 input, options and seed give the same splits and vocabulary), puts the run's checkpoint in
@@ -35,6 +35,7 @@ import torch
 from cpu_recipe import RECIPES, measure, train_flags, validation_codes
 
 from molvae.io import atomic_path, load_tensors
+from molvae.model.prior import PRIOR_FITS
 from molvae.model.store import model_from_state, save_model
 from molvae.training.checkpoint import CHECKPOINT_FILE
 
@@ -137,22 +138,16 @@ def record_session(event: str, threads: int) -> None:
     row.to_csv(path, mode="a", header=not path.is_file(), index=False)
 
 
-def export(out: Path, components: int, posteriors: int, spread: float) -> None:
-    """A model folder (``model.pt``) from the run's checkpoint, its fitted prior refitted to
-    the codes of the whole validation split (the aggregate posterior of ``posteriors`` of them,
-    or a mixture of ``components`` Gaussians), for ``data/ship_model.py``."""
+def export(out: Path, prior: str) -> None:
+    """A model folder (``model.pt``) from the run's checkpoint, its fitted prior refitted as
+    ``prior`` says to the codes of the whole validation split, for ``data/ship_model.py``."""
     torch.set_num_threads(1)
     found = RUN / CHECKPOINT_FILE
     model = model_from_state(load_tensors(found if found.is_file() else STATE / CHECKPOINT_FILE,
                                           "molvae training checkpoint")["model"])
     _, mu, logvar, _ = validation_codes(model, PREPARED)
-    if posteriors:
-        model.fit_posterior_prior(mu.numpy(), logvar.numpy(), posteriors, spread)
-        prior = f"posteriors of {posteriors} molecules, spread {spread:g}"
-    else:
-        model.fit_prior(mu.numpy(), logvar.numpy(), components)
-        prior = f"{components}-component Gaussian prior"
-    print(f"wrote {save_model(model, out)} ({prior}, {progress()})")
+    model.refit_prior(mu.numpy(), logvar.numpy(), prior)
+    print(f"wrote {save_model(model, out)} (prior {prior}, {progress()})")
 
 
 def main() -> None:
@@ -169,13 +164,8 @@ def main() -> None:
     sub.add_parser("status", help="where the run stands")
     shipping = sub.add_parser("export", help="a model folder from the run, prior refitted")
     shipping.add_argument("out", type=Path)
-    shipping.add_argument("--components", type=int, default=1,
-                          help="Gaussians of the fitted prior (1: one Gaussian)")
-    shipping.add_argument("--posteriors", type=int, default=0,
-                          help="validation molecules whose posteriors make the prior "
-                          "(0: a Gaussian mixture of --components)")
-    shipping.add_argument("--spread", type=float, default=1.0,
-                          help="scale of each posterior's sigma in that prior")
+    shipping.add_argument("--prior", default="posteriors:4096",
+                          help=f"the fitted prior: {', '.join(PRIOR_FITS)}")
     args = parser.parse_args()
     if args.command == "start":
         start(args.threads, args.minutes, args.seed_from)
@@ -189,7 +179,7 @@ def main() -> None:
         pd.DataFrame([row]).to_csv(path, mode="a", header=not path.is_file(), index=False)
         print(json.dumps(row, default=str))
     elif args.command == "export":
-        export(args.out, args.components, args.posteriors, args.spread)
+        export(args.out, args.prior)
     else:
         print(json.dumps({"running": running(), **progress()}))
 

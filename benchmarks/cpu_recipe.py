@@ -173,7 +173,7 @@ def measure(run_dir: Path, data: Path, seed: int = 0) -> dict[str, float]:
     model.fit_prior(mu.numpy())
     row.update(score_samples(model, run_dir / "gaussian", seed))
     for spread in SPREADS:
-        model.fit_posterior_prior(mu.numpy(), logvar.numpy(), POSTERIORS, spread, seed)
+        model.refit_prior(mu.numpy(), logvar.numpy(), f"posteriors:{POSTERIORS}:{spread}", seed)
         row.update({f"{k} post{spread:g}": v for k, v in
                     score_samples(model, run_dir / f"posterior{spread:g}", seed).items()
                     if k in ("valid", "FCD/Test", "SNN/Test", "Filters", "Novelty",
@@ -250,10 +250,12 @@ def report(out: Path, reference: dict[str, float] | None) -> pd.DataFrame:
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for name, curve in curves.groupby("recipe"):
         for ax, key in zip(axes[:3], ("val_nll_per_token", "reconstruction", "FCD/Test")):
-            line, = ax.plot(curve["minutes"], curve[key], marker="o", label=name)
-            ax.set_xlabel("training minutes (1 thread)")
+            # molecules seen, not minutes: recipes of two invocations shared the cores with
+            # different loads, and one invocation's recipes train side by side
+            line, = ax.plot(curve["molecules_seen"], curve[key], marker="o", label=name)
+            ax.set_xlabel("training molecules seen")
             ax.set_title(key)
-        axes[2].plot(curve["minutes"], curve["FCD/Test post1"], marker="x", linestyle="--",
+        axes[2].plot(curve["molecules_seen"], curve["FCD/Test post1"], marker="x", linestyle="--",
                      color=line.get_color())
         axes[2].set_title("FCD/Test: Gaussian prior (o), posteriors ×1 (x, dashed)")
         axes[3].plot(curve["reconstruction"], curve["FCD/Test"], marker="o", label=name)

@@ -16,6 +16,24 @@ import numpy as np
 import torch
 
 PRIORS = ("fitted", "standard")
+PRIOR_FITS = ("gaussian", "mixture:K", "posteriors:N[:SPREAD]")  # what the fitted prior is
+
+
+def parse_prior_fit(spec: str) -> tuple[str, int, float]:
+    """A fitted-prior spec (one of :data:`PRIOR_FITS`) as (kind, size, spread); a spec that
+    is none of them is a ValueError naming the forms."""
+    kind, *numbers = spec.split(":")
+    try:
+        values = [float(x) for x in numbers]
+    except ValueError:
+        values = []
+    arity = {"gaussian": (0,), "mixture": (1,), "posteriors": (1, 2)}.get(kind, ())
+    if len(numbers) not in arity or len(values) != len(numbers) or \
+            not all(np.isfinite(values)) or (values and (values[0] < 1 or values[0] % 1)) or \
+            (len(values) == 2 and values[1] <= 0):
+        raise ValueError(f"prior fit must be one of {', '.join(PRIOR_FITS)} (K, N whole numbers "
+                         f">= 1, SPREAD > 0), got '{spec}'")
+    return kind, int(values[0]) if values else 1, values[1] if len(values) == 2 else 1.0
 
 
 class FittedPriorMixin:
@@ -123,6 +141,15 @@ class FittedPriorMixin:
         self.mixture_weights.fill_(1.0 / len(pick))
         self.mixture_means.copy_(torch.from_numpy(mu[pick]))
         self.mixture_scales.copy_(torch.from_numpy(spread * np.exp(0.5 * logvar[pick])))
+
+    def refit_prior(self, mu: np.ndarray, logvar: np.ndarray, spec: str, seed: int = 0) -> None:
+        """Fit the ``fitted`` prior as ``spec`` says (:func:`parse_prior_fit`) to the codes of
+        held-out molecules; a mixture never has more components than half the molecules."""
+        kind, size, spread = parse_prior_fit(spec)
+        if kind == "posteriors":
+            self.fit_posterior_prior(mu, logvar, size, spread, seed)
+        else:
+            self.fit_prior(mu, logvar, min(size, len(mu) // 2) if kind == "mixture" else 1, seed)
 
     def prior_samples(self, n: int, prior: str = "fitted",
                       generator: torch.Generator | None = None) -> torch.Tensor:

@@ -26,6 +26,10 @@ def test_analogs_fall_in_the_band_are_new_and_carry_their_parent(tmp_path: Path)
     summary = pd.read_csv(out / "parents.csv", keep_default_na=False)
     assert list(summary["reason"] != "") == [False, True, False]
     assert summary.loc[[0, 2], "analogs"].min() >= 3  # the band is reachable for both
+    kept = summary.loc[[0, 2]]  # the counts behind validity and uniqueness
+    assert (kept["decoded"] >= kept["valid"]).all() and (kept["valid"] >= 1).all()
+    assert (kept["distinct"] >= kept["analogs"]).all()
+    assert summary.loc[1, ["decoded", "valid", "distinct"]].tolist() == [0, 0, 0]
     for _, row in table.iterrows():
         parent = chem.canonical_smiles([ASPIRIN, INVALID, PARACETAMOL][int(row["parent_index"])])
         assert row["smiles"] != parent

@@ -126,6 +126,25 @@ def test_posterior_prior_samples_around_the_codes_and_survives_save_and_load(
         model.fit_posterior_prior(codes, logvar, spread=float("nan"))
 
 
+@pytest.mark.parametrize(("spec", "shape"), [("gaussian", (0, 8, 8)), ("mixture:3", (3, 8, 8)),
+                                             ("posteriors:20:2", (20, 8))])
+def test_refit_prior_follows_its_spec(vocab: Vocab, spec: str, shape: tuple[int, ...]) -> None:
+    model = tiny(vocab)
+    rng = np.random.default_rng(0)
+    mu, logvar = rng.standard_normal((60, 8)), np.full((60, 8), np.log(0.01))
+    model.refit_prior(mu, logvar, spec)
+    assert tuple(model.mixture_scales.shape) == shape
+    if spec.startswith("posteriors"):
+        assert torch.allclose(model.mixture_scales, torch.tensor(0.2))  # spread 2 * sigma 0.1
+
+
+@pytest.mark.parametrize("spec", ["gauss", "mixture", "mixture:0", "posteriors:1.5",
+                                  "posteriors:9:-1", "posteriors:9:nan", "gaussian:2"])
+def test_a_bad_prior_spec_names_the_forms(vocab: Vocab, spec: str) -> None:
+    with pytest.raises(ValueError, match="prior fit must be one of gaussian, mixture:K"):
+        tiny(vocab).refit_prior(np.zeros((4, 8)), np.zeros((4, 8)), spec)
+
+
 def test_forward_shapes_with_and_without_property_head(vocab: Vocab) -> None:
     tokens, lengths = batch_of(vocab, [ASPIRIN, PARACETAMOL, "CCO"])
     out = tiny(vocab)(tokens, lengths)

@@ -296,9 +296,10 @@ def beta_sweep(curves: pd.DataFrame, out: Path) -> pd.DataFrame | None:
     fig.suptitle(f"the same recipe at several beta, {minutes:g} training minutes each")
     fig.tight_layout()
     fig.savefig(out / "beta.png", dpi=100)
-    columns = ["beta", "reconstruction", "active_units", "val_kl", "valid", "FCD/Test",
-               "FCD/Test post1", "Novelty post1", "r2_logp", "r2_qed"]
-    rows = [" | ".join(f"{v:.3g}" for v in row) for row in sweep[columns].to_numpy()]
+    columns = ["beta", "molecules_seen", "reconstruction", "active_units", "val_kl", "valid",
+               "FCD/Test", "FCD/Test post1", "Novelty post1", "r2_logp", "r2_qed"]
+    rows = [" | ".join(f"{v:,.0f}" if key == "molecules_seen" else f"{v:.3g}"
+                       for key, v in zip(columns, row)) for row in sweep[columns].to_numpy()]
     header = [" | ".join(columns), " | ".join(["---"] * len(columns))]
     (out / "beta.md").write_text("\n".join([*header, *rows]) + "\n")
     return sweep

@@ -54,6 +54,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> 
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_vq_model(tmp_path_factory: pytest.TempPathFactory, prepared_dir: Path) -> Path:
+    """A tiny VQ-VAE (4 codes of 16 kinds) with its code prior, trained briefly on the
+    fixture molecules."""
+    from molvae.config import from_dict
+    from molvae.training.config import TrainConfig
+    from molvae.training.loop import train_model
+
+    out = tmp_path_factory.mktemp("tiny_vq_model")
+    train_model(from_dict(TrainConfig, {
+        "data": str(prepared_dir), "out": str(out), "preset": "tiny", "latent": "vq",
+        "codes": 4, "codebook_size": 16, "epochs": 2, "batch_size": 16, "lr": 0.01,
+        "code_prior_epochs": 3, "code_prior_dim": 16, "eval_samples": 8, "eval_molecules": 8,
+        "log_model": False, "device": "cpu"}))
+    return out
+
+
 @pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A private MLflow store in a temporary working folder; returns its tracking URI."""

@@ -21,6 +21,7 @@ import torch
 
 from molvae import chem
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import require_gaussian
 
 ANALOG_COLUMNS = ("parent_index", "parent", "smiles", "similarity", "spread")
 
@@ -49,11 +50,13 @@ def generate_analogs(model: SelfiesVAE, parents: Sequence[str], n: int,
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Up to ``n`` analogs per parent SMILES with similarity in ``band``: the analogs
     (ANALOG_COLUMNS) and a summary per parent (analogs found, mean similarity, final spread,
-    and why a parent that could not be encoded has none).
+    codes decoded, valid molecules among them, distinct molecules other than the parent, and
+    why a parent that could not be encoded has none).
 
     Each of at most ``rounds`` rounds decodes ``per_round`` codes (default 2n) for every parent
     that still lacks analogs.
     """
+    require_gaussian(model, "analog generation")
     low, high = band
     if not 0 <= low < high <= 1:
         raise ValueError(f"the similarity band must satisfy 0 <= low < high <= 1, got {band}")
@@ -68,6 +71,8 @@ def generate_analogs(model: SelfiesVAE, parents: Sequence[str], n: int,
     spreads = {i: Spread() for i in usable}
     found: dict[int, dict[str, tuple[float, float]]] = {i: {} for i in usable}
     seen: dict[int, set[str]] = {i: {canonical[i]} for i in usable}
+    decoded_count = dict.fromkeys(usable, 0)  # codes decoded, and how many gave a molecule
+    valid_count = dict.fromkeys(usable, 0)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(rounds):
         active = [i for i in usable if len(found[i]) < n]
@@ -89,6 +94,8 @@ def generate_analogs(model: SelfiesVAE, parents: Sequence[str], n: int,
                 if smiles:
                     seen[i].add(smiles)
             valid = [v for v in similarities if not math.isnan(v)]
+            decoded_count[i] += len(chunk)
+            valid_count[i] += len(valid)
             spreads[i].update(float(np.median(valid)) if valid else 0.0, low, high)
     rows = [(i, canonical[i], smiles, value, spread)
             for i in usable for smiles, (value, spread) in found[i].items()]
@@ -98,6 +105,8 @@ def generate_analogs(model: SelfiesVAE, parents: Sequence[str], n: int,
         "mean_similarity": float(np.mean([v for v, _ in found[i].values()]))
         if found.get(i) else math.nan,
         "spread": spreads[i].value if i in spreads else math.nan,
+        "decoded": decoded_count.get(i, 0), "valid": valid_count.get(i, 0),
+        "distinct": len(seen[i]) - 1 if i in seen else 0,  # other than the parent
         "reason": "" if i in spreads else "cannot be encoded (invalid SMILES or tokens the "
                                           "model never saw)",
     } for i, parent in enumerate(parents)])

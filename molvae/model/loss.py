@@ -1,4 +1,5 @@
-"""The VAE's loss: per-molecule reconstruction + beta * KL (with free bits) + property MSE.
+"""The VAE's loss: per-molecule reconstruction + beta * KL (with free bits) + property MSE;
+a VQ model's: reconstruction + commitment * ||z_e - sg(q)||^2 (no KL).
 
 Also :func:`active_units`, the standard measure of how much of the latent space is used.
 """
@@ -42,13 +43,17 @@ def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
 
 
 def vae_loss(out: VAEOutput, batch: Batch, pad_id: int, beta: float, free_bits: float,
-             property_weight: float) -> dict[str, torch.Tensor]:
-    """Loss terms of one batch: loss (what is minimized), recon, kl, and property_mse.
+             property_weight: float, commitment: float = 0.25) -> dict[str, torch.Tensor]:
+    """Loss terms of one batch: loss (what is minimized), recon, kl, and property_mse; for a
+    VQ model (``out.commitment`` set) loss, recon and commitment, weighted by ``commitment``.
 
     Free bits floor each dimension's batch-mean KL (0 turns them off), so the optimizer gains
     nothing by collapsing a dimension below the floor.
     """
     recon = reconstruction_loss(out.logits, batch.tokens, pad_id)
+    if out.commitment is not None:
+        return {"recon": recon, "commitment": out.commitment,
+                "loss": recon + commitment * out.commitment}
     kl_dims = kl_per_dimension(out.mu, out.logvar)
     kl = kl_dims.sum()
     kl_term = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl

@@ -9,6 +9,10 @@
   :func:`interpolate`, the molecules along it (what ``molvae interpolate`` and
   ``molvae.interpolate`` write).
 
+A VQ model (:mod:`molvae.model.vq`) gets :class:`CodeTerms`: its posterior is one code
+sequence c, so the KL term of its ELBO is -log p(c) under its code prior (``code_nll``), and
+the negative ELBO is the decoder's NLL plus the codes' NLL.
+
 Inputs that cannot be used keep their row, with NaN numbers and a reason. A molecule with
 tokens outside the model's vocabulary is one the decoder cannot write: its likelihood under the
 model is exactly 0, so its NLL and negative ELBO are +inf (the most unusual there is), its
@@ -30,6 +34,7 @@ from molvae.data.tokens import tokenize
 from molvae.model.likelihood import token_nll
 from molvae.model.loss import kl_divergence
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import VQVAE, require_gaussian
 
 INTERPOLATIONS = ("linear", "spherical")
 SCORES = ("nll_per_token", "neg_elbo", "nll")
@@ -81,10 +86,41 @@ class ElboTerms:
         return pd.DataFrame(columns)
 
 
+@dataclass
+class CodeTerms(ElboTerms):
+    """A VQ model's :class:`ElboTerms`: ``kl`` is ``code_nll``, -log p(codes) under the code
+    prior in nats (NaN before the prior is trained); ``mu`` holds the quantized vectors.
+
+    Attributes:
+        codes: [N, M] each molecule's codes (-1 where unusable).
+        bits: what a code sequence holds at most, M · log2 K bits.
+    """
+
+    codes: np.ndarray
+    bits: float
+
+    def table(self, latents: bool = True) -> pd.DataFrame:
+        """One row per molecule: smiles, reason, neg_elbo, nll, nll_per_token, code_nll,
+        n_tokens, unknown_tokens, then code_0..code_{M-1} (empty where unusable)."""
+        table = super().table(latents=False).rename(columns={"kl": "code_nll"})
+        if latents:
+            for i in range(self.codes.shape[1]):
+                column = self.codes[:, i]
+                table[f"code_{i}"] = pd.array([int(c) if c >= 0 else None for c in column],
+                                              dtype="Int64")
+        return table
+
+
 @torch.no_grad()
 def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int = 512
                ) -> ElboTerms:
     """Posterior and ELBO terms of each molecule (see the module docstring)."""
+    if isinstance(model, VQVAE):
+        return code_terms(model, smiles, batch_size)
+    return _terms(model, smiles, batch_size)
+
+
+def _terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int) -> ElboTerms:
     read = tokenize(model.vocab, smiles)
     ids = read.ids
     n, dim = len(ids), model.latent_dim
@@ -109,9 +145,23 @@ def elbo_terms(model: SelfiesVAE, smiles: Sequence[str | None], batch_size: int 
         mu[rows] = batch_mu.float().cpu().numpy()
         logvar[rows] = batch_logvar.float().cpu().numpy()
         nll[rows] = per_token.sum(dim=1).double().cpu().numpy()
-        kl[rows] = kl_divergence(batch_mu, batch_logvar).sum(dim=1).double().cpu().numpy()
+        if not isinstance(model, VQVAE):
+            kl[rows] = kl_divergence(batch_mu, batch_logvar).sum(dim=1).double().cpu().numpy()
         n_tokens[rows] = (lengths - 1).numpy()
     return ElboTerms(read.smiles, read.reasons, mu, logvar, nll, kl, n_tokens, unknown)
+
+
+@torch.no_grad()
+def code_terms(model: VQVAE, smiles: Sequence[str | None], batch_size: int = 512) -> CodeTerms:
+    """:class:`CodeTerms` of each molecule under a VQ model."""
+    terms = _terms(model, smiles, batch_size)  # kl stays NaN: the codes' NLL replaces it
+    codes = model.codes_of(terms.mu)
+    ok = (codes >= 0).all(axis=1)
+    code_nll = np.full(len(codes), np.nan)
+    if bool(model.code_prior_trained) and ok.any():
+        code_nll[ok] = model.code_nll(codes[ok])
+    return CodeTerms(terms.smiles, terms.reason, terms.mu, terms.logvar, terms.nll, code_nll,
+                     terms.n_tokens, terms.unknown_tokens, codes, model.bits_per_molecule)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -155,6 +205,7 @@ def interpolate(model: SelfiesVAE, a: str, b: str, steps: int = 10, method: str 
     The spherical path is centred on the mean of the model's fitted prior (the origin for a
     model without one).
     """
+    require_gaussian(model, "interpolation")
     model.check_encodable([a, b])
     mu, _ = model.encode([a, b])
     center = model.latent_mean.detach().float().cpu().numpy()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from molvae.data.tokens import Vocab
 from molvae.model.vae import ModelConfig, SelfiesVAE
+from molvae.model.vq import network
 
 # Sizes only; vocab_size and max_length always come from the vocabulary.
 PRESETS: dict[str, dict] = {
@@ -21,14 +22,15 @@ PRESETS: dict[str, dict] = {
 
 
 def build_model(vocab: Vocab, preset: str = "default", property_names: Sequence[str] = (),
-                condition_names: Sequence[str] = (), **overrides: float | int | None
+                condition_names: Sequence[str] = (), **overrides: float | int | str | None
                 ) -> SelfiesVAE:
     """A fresh model sized by ``preset``; non-None ``overrides`` (e.g. latent_dim) win.
-    ``condition_names`` make it a conditional VAE (CVAE) on those properties."""
+    ``condition_names`` make it a conditional VAE (CVAE) on those properties; ``latent="vq"``
+    (with ``codes`` and ``codebook_size``) a VQ-VAE."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}' (presets: {', '.join(PRESETS)})")
     sizes = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     config = ModelConfig(vocab_size=len(vocab), max_length=vocab.max_length,
                          property_names=list(property_names),
                          condition_names=list(condition_names), **sizes)
-    return SelfiesVAE(config, vocab)
+    return network(config, vocab)

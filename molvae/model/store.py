@@ -17,6 +17,7 @@ from molvae.devices import choose_device
 from molvae.io import atomic_path, load_tensors
 from molvae.model import MODEL_FILE
 from molvae.model.vae import OPTIONAL_BUFFERS, ModelConfig, SelfiesVAE
+from molvae.model.vq import network
 
 FORMAT = "molvae-model/1"
 
@@ -38,7 +39,7 @@ def model_from_state(state: dict, device: str | torch.device = "cpu") -> Selfies
     if state.get("format") != FORMAT:
         raise ValueError(f"not a molvae model (format {state.get('format')!r}, "
                          f"expected {FORMAT!r})")
-    model = SelfiesVAE(ModelConfig(**state["config"]), Vocab.from_dict(state["vocab"]))
+    model = network(ModelConfig(**state["config"]), Vocab.from_dict(state["vocab"]))
     scales = state["state_dict"].get("mixture_scales")
     model.resize_mixture(len(state["state_dict"].get("mixture_weights", ())),
                          diagonal=scales is not None and scales.ndim == 2)

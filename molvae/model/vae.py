@@ -71,6 +71,9 @@ class ModelConfig:
         property_names: properties predicted from z by the joint head (empty: no head).
         condition_names: properties the encoder and decoder are conditioned on (empty: an
             unconditional VAE).
+        latent: ``gaussian`` (this class) or ``vq`` (:class:`molvae.model.vq.VQVAE`: z is
+            ``codes`` vectors of size latent_dim / codes, each one of ``codebook_size``; its
+            code prior is a GRU of ``code_prior_dim``).
     """
 
     vocab_size: int
@@ -85,6 +88,10 @@ class ModelConfig:
     word_dropout: float = 0.0
     property_names: list[str] = field(default_factory=list)
     condition_names: list[str] = field(default_factory=list)
+    latent: str = "gaussian"  # models saved before VQ carried no such field: Gaussian
+    codes: int = 0
+    codebook_size: int = 0
+    code_prior_dim: int = 0
 
 
 @dataclass
@@ -95,6 +102,7 @@ class VAEOutput:
         logits: [B, T-1, V] next-token logits; position t predicts ``tokens[:, t + 1]``.
         mu, logvar, z: [B, latent_dim] posterior mean, log-variance and the sample used.
         properties: [B, P] standardized property predictions, or None without a head.
+        commitment: a VQ model's commitment term [], per molecule (None: Gaussian).
     """
 
     logits: torch.Tensor
@@ -102,6 +110,7 @@ class VAEOutput:
     logvar: torch.Tensor
     z: torch.Tensor
     properties: torch.Tensor | None = None
+    commitment: torch.Tensor | None = None
 
 
 # buffers added after the first saved models; models without them load with their defaults
@@ -204,6 +213,12 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
                       conditions: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior (mu, logvar) [B, latent_dim] of padded token ids [B, T] with ``lengths``."""
+        summary = self.encoder_summary(tokens, lengths, conditions)
+        return self.to_mu(summary), self.to_logvar(summary)
+
+    def encoder_summary(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                        conditions: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder GRU's last states, both directions (and c) [B, 2 * H (+ C)]."""
         lengths = lengths.cpu()  # host lengths (batches are built with them there): no sync
         longest_first = bool((lengths[:-1] >= lengths[1:]).all())
         # sorted batches (as training builds them) pack without copying sort indices to the
@@ -212,8 +227,7 @@ class SelfiesVAE(ConditionsMixin, FittedPriorMixin, nn.Module):
                                       enforce_sorted=longest_first)
         _, last = run_gru(self.encoder, packed)  # [layers * 2, B, H]
         summary = torch.cat([last[-2], last[-1]], dim=-1)  # top layer, both directions
-        summary = self._with_conditions(summary, conditions)
-        return self.to_mu(summary), self.to_logvar(summary)
+        return self._with_conditions(summary, conditions)
 
     def initial_state(self, z: torch.Tensor, conditions: torch.Tensor | None = None
                       ) -> torch.Tensor:

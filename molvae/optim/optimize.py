@@ -32,6 +32,7 @@ from molvae import chem
 from molvae.config import ConfigError, to_dict
 from molvae.latent.encode import encode_split
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import require_gaussian
 from molvae.optim.guards import Guards
 from molvae.optim.objectives import Objective
 from molvae.optim.oracle import Oracle
@@ -70,8 +71,9 @@ def optimize(model: SelfiesVAE, objective: Objective, settings: Settings | None 
     Raises:
         ConfigError: the start molecule cannot be encoded.
         ObjectiveError: the objective failed on all of the first batch (see above).
-        ValueError: no solution was found (see above).
+        ValueError: no solution was found (see above), or ``model`` is a VQ model.
     """
+    require_gaussian(model, "optimization")
     settings = settings or Settings()
     started = time.perf_counter()
     problem = _problem(model, objective, settings, out)

@@ -8,6 +8,10 @@ measure), ``neg_elbo`` or ``nll``. With ``--reference`` (a prepared
 folder or a molecule file of in-distribution molecules), each score also gets its
 ``percentile`` among the reference molecules' scores.
 
+A VQ model (``molvae train --latent vq``) has no KL term: its ``neg_elbo`` is the decoder's
+NLL plus ``code_nll``, -log p(codes) under its code prior, so a molecule scores high when its
+codes are unusual, its tokens are, or both; ``nll_per_token`` and ``nll`` leave the codes out.
+
 Output columns: smiles, reason, score, percentile (with --reference), the ELBO terms, input
 columns. Unusable rows stay, with NaN scores and a reason. A molecule with tokens the model
 never saw scores +inf (the decoder cannot write it: its likelihood is 0), percentile 100, with
@@ -48,7 +52,8 @@ class AnomalyConfig:
     model: str = model_option()
     out: Path = option(Path("anomaly.csv"), help="output table: .csv, .csv.gz, .tsv, .parquet "
                        "or .sdf")
-    score: str = option("nll_per_token", help=f"the score column: {', '.join(SCORES)}")
+    score: str = option("nll_per_token", help=f"the score column: {', '.join(SCORES)} (a VQ "
+                        "model's neg_elbo adds the codes' NLL under its code prior)")
     reference: Path | None = option(None, help="in-distribution molecules for percentiles: a "
                                     "prepared folder (its val split) or a molecule file")
     smiles_col: str | None = option(None, help="SMILES column of the input tables")

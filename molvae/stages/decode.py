@@ -6,6 +6,10 @@ sampling at ``--temperature`` with ``--no-greedy``). Output: ``smiles``, ``valid
 the input had a ``smiles`` column, ``input_smiles`` and ``reconstructed``; then the input's
 other non-latent columns. A row with a missing or infinite value decodes to nothing, with a
 reason.
+
+A VQ model (``molvae train --latent vq``) reads codes: columns ``code_0 … code_{M-1}``, whole
+numbers below its codebook size, as ``molvae encode`` writes them (a table of z_*/mu_* vectors
+is snapped to the nearest codes).
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from molvae import chem
 from molvae.config import ConfigError, batch_size_option, device_option, model_option, option
 from molvae.io import read_table
 from molvae.model.store import load_model
+from molvae.model.vq import VQVAE
 from molvae.stages.molecules import check_table_path, write_molecules
 from molvae.tracking import Tracker, local_model_dir
 
 LATENT_PREFIXES = ("z", "mu")
 # columns of `molvae encode` that describe the old encoding, not the decoded molecule
-DERIVED = re.compile(r"^((z|mu|sigma)_\d+|neg_elbo|nll|nll_per_token|kl|n_tokens|"
+DERIVED = re.compile(r"^((z|mu|sigma|code)_\d+|neg_elbo|nll|nll_per_token|kl|code_nll|n_tokens|"
                      r"unknown_tokens|reason)$")
 
 
@@ -40,6 +45,29 @@ def latent_columns(table: pd.DataFrame, dim: int, where: str) -> list[str]:
     raise ConfigError(f"{where}: expected columns z_0..z_{dim - 1} or mu_0..mu_{dim - 1} "
                       f"(this model's latent size is {dim}); columns: "
                       f"{', '.join(map(str, table.columns[:12]))}")
+
+
+def code_rows(table: pd.DataFrame, model: VQVAE, where: str
+              ) -> tuple[np.ndarray, list[str | None]] | None:
+    """A VQ model's codes [N, M] from columns ``code_0..code_{M-1}`` (rows that cannot be
+    decoded hold 0) and why each row cannot be decoded (None: it can); None when the table has
+    no code columns."""
+    m, k = model.codes, model.config.codebook_size
+    columns = [f"code_{i}" for i in range(m)]
+    if not all(c in table.columns for c in columns):
+        if any(str(c).startswith("code_") for c in table.columns):
+            raise ConfigError(f"{where}: this VQ model reads {m} codes, columns code_0..code_"
+                              f"{m - 1}; columns: {', '.join(map(str, table.columns[:12]))}")
+        return None
+    values = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    reasons: list[str | None] = []
+    for row in values:
+        bad = [c for c, v in zip(columns, row, strict=True)
+               if not np.isfinite(v) or v != round(v) or not 0 <= v < k]
+        reasons.append(f"not a code (a whole number 0..{k - 1}) in {', '.join(bad)}"
+                       if bad else None)
+    usable = np.array([r is None for r in reasons], dtype=bool)
+    return np.where(usable[:, None], values, 0).astype(np.int64), reasons
 
 
 def latent_problem(row: np.ndarray, columns: list[str]) -> str:
@@ -95,15 +123,25 @@ def run(config: DecodeConfig, tracker: Tracker | None = None) -> DecodeResult:
     started = time.perf_counter()
     table = read_table(config.latents)
     model = load_model(local_model_dir(config.model), config.device)
-    columns = latent_columns(table, model.latent_dim, str(config.latents))
-    z = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
-    ok = np.isfinite(z).all(axis=1)
-    decoded = iter(model.decode(z[ok], greedy=config.greedy, temperature=config.temperature,
-                                seed=config.seed, batch_size=config.batch_size))
+    vq = model if isinstance(model, VQVAE) else None
+    codes = None if vq is None else code_rows(table, vq, str(config.latents))
+    if vq is not None and codes is not None:
+        reasons = codes[1]
+        ok = np.array([r is None for r in reasons], dtype=bool)
+        decoded = iter(vq.decode_codes(codes[0][ok], greedy=config.greedy,
+                                       temperature=config.temperature, seed=config.seed,
+                                       batch_size=config.batch_size))
+    else:
+        columns = latent_columns(table, model.latent_dim, str(config.latents))
+        z = table[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32)
+        ok = np.isfinite(z).all(axis=1)
+        reasons = [None if good else latent_problem(row, columns)
+                   for good, row in zip(ok, z, strict=True)]
+        decoded = iter(model.decode(z[ok], greedy=config.greedy, temperature=config.temperature,
+                                    seed=config.seed, batch_size=config.batch_size))
     smiles = [next(decoded) if good else None for good in ok]
     out = pd.DataFrame({"smiles": smiles, "valid": [chem.to_mol(s) is not None for s in smiles],
-                        "reason": [None if good else latent_problem(row, columns)
-                                   for good, row in zip(ok, z, strict=True)]})
+                        "reason": reasons})
     reconstructed = None
     if "smiles" in table.columns:
         out["input_smiles"] = table["smiles"].to_numpy()

@@ -5,6 +5,11 @@ Per input molecule: ``smiles`` (canonical), ``reason`` (why a row is unusable), 
 ``nll_per_token``, ``kl``, ``n_tokens``, ``unknown_tokens`` (outside the vocabulary), then
 ``mu_0..mu_{d-1}`` and ``sigma_0..sigma_{d-1}``, then the input's other columns. Unusable
 rows stay, with NaN numbers. ``molvae decode`` reads the ``mu_*`` columns back.
+
+A VQ model (``molvae train --latent vq``) writes each molecule's codes instead,
+``code_0..code_{M-1}`` (whole numbers below the codebook size K; M·log2 K bits per molecule),
+and ``code_nll``, -log p(codes) under its code prior, in place of ``kl``; ``neg_elbo`` is
+``nll + code_nll``. ``molvae decode`` reads the codes back.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from molvae.config import batch_size_option, device_option, model_option, option
-from molvae.model.ops import elbo_terms
+from molvae.model.ops import CodeTerms, elbo_terms
 from molvae.model.store import load_model
 from molvae.stages.molecules import (
     check_table_path,
@@ -29,7 +34,8 @@ from molvae.tracking import Tracker, local_model_dir
 
 @dataclass
 class EncodeConfig:
-    """Options of ``molvae encode``."""
+    """Options of ``molvae encode``: each molecule's latent mean and spread, or a VQ model's
+    codes."""
 
     inputs: list[str] = option(help="molecule files (CSV/TSV/Parquet/SMI/SDF) or SMILES",
                                positional=True)
@@ -54,10 +60,12 @@ class EncodeResult:
     n_encoded: int
     mean_neg_elbo: float
     seconds: float
+    bits: float | None = None  # a VQ model's code size, M·log2 K bits per molecule
 
     def summary(self) -> str:
-        return (f"encoded {self.n_encoded} of {self.n} molecules into {self.out} "
-                f"(mean negative ELBO {self.mean_neg_elbo:.2f} nats, {self.seconds:.1f} s)")
+        codes = "" if self.bits is None else f"codes of {self.bits:g} bits per molecule, "
+        return (f"encoded {self.n_encoded} of {self.n} molecules into {self.out} ({codes}"
+                f"mean negative ELBO {self.mean_neg_elbo:.2f} nats, {self.seconds:.1f} s)")
 
 
 def run(config: EncodeConfig, tracker: Tracker | None = None) -> EncodeResult:
@@ -73,8 +81,10 @@ def run(config: EncodeConfig, tracker: Tracker | None = None) -> EncodeResult:
     encoded = int(ok.sum())
     mean = float(terms.neg_elbo[ok].mean()) if encoded else float("nan")
     seconds = time.perf_counter() - started
+    bits = terms.bits if isinstance(terms, CodeTerms) else None
     tracker.log_metrics({"n": len(table), "n_encoded": encoded, "mean_neg_elbo": mean,
                          "mean_nll": float(terms.nll[ok].mean()) if encoded else None,
-                         "mean_kl": float(np.nanmean(terms.kl)) if encoded else None})
+                         "mean_kl": float(np.nanmean(terms.kl)) if encoded else None,
+                         **({} if bits is None else {"bits_per_molecule": bits})})
     tracker.log_artifact(config.out)
-    return EncodeResult(Path(config.out), len(table), encoded, mean, seconds)
+    return EncodeResult(Path(config.out), len(table), encoded, mean, seconds, bits)

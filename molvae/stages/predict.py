@@ -24,6 +24,7 @@ from molvae.latent.encode import model_fingerprint
 from molvae.latent.regressors import load_regressor, regressor_info
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import require_gaussian
 from molvae.stages.molecules import (
     check_table_path,
     read_molecules,
@@ -117,6 +118,7 @@ def run(config: PredictConfig, tracker: Tracker | None = None) -> PredictResult:
     started = time.perf_counter()
     molecules = read_molecules(config.inputs, config.smiles_col)
     model = load_model(local_model_dir(config.model), config.device)
+    require_gaussian(model, "molvae predict")
     raw = molecules["input"].tolist()
     read = tokenize(model.vocab, raw)
     canonical, reasons = read.smiles, read.reasons

@@ -59,37 +59,47 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("prep", "PrepConfig",
           "standardize molecules, compute properties, SELFIES, vocabulary and splits"),
     Stage("train", "molvae.training.config:TrainConfig",
-          "train the SELFIES VAE (KL annealing, checkpoints, --resume, torchrun DDP)",
+          "train the SELFIES VAE, Gaussian or VQ (--latent vq: discrete codes, then a code "
+          "prior); KL annealing, checkpoints, --resume, torchrun DDP",
           reads={"data": "prep"}, resumable=True,
           limits=("max_steps", "max_minutes", "threads")),
-    Stage("sample", "SampleConfig", "generate molecules from the prior of a trained model",
+    Stage("sample", "SampleConfig", "generate molecules from the prior of a trained model (a "
+          "VQ model: codes drawn from its code prior)",
           reads={"model": "train"}, output_file="samples.csv"),
     Stage("score", "ScoreConfig",
           "MOSES-style quality report of generated molecules (validity, FCD, SNN, ...)",
           reads={"generated": "sample", "reference": "prep"}),
     Stage("regress", "RegressConfig",
-          "predict properties from the latent space: regressors, CV scores, surrogates",
+          "predict properties from the latent space: regressors, CV scores, surrogates "
+          "(Gaussian models only)",
           reads={"model": "train", "data": "prep"}),
     Stage("optimize", "OptimizeConfig",
           "optimize an objective under an oracle budget: the decoder fine-tuned as a policy "
-          "(default), or latent search (cmaes, bo, gradient, random)",
+          "(default), or latent search (cmaes, bo, gradient, random); Gaussian models only: "
+          "a VQ model's discrete codes have no space to search",
           reads={"model": "train", "data": "prep", "regress": "regress"}),
-    Stage("encode", "EncodeConfig", "molecules → latent mu, sigma and ELBO terms (a table)",
+    Stage("encode", "EncodeConfig", "molecules → latent mu, sigma and ELBO terms (a table); a "
+          "VQ model: each molecule's codes and their NLL under its code prior",
           reads={"model": "train"}, output_file="latents.parquet"),
-    Stage("decode", "DecodeConfig", "latent vectors (z_* or mu_* columns) → molecules",
+    Stage("decode", "DecodeConfig", "latent vectors (z_* or mu_* columns) → molecules; a VQ "
+          "model: code_* columns, as molvae encode writes them",
           reads={"model": "train", "latents": "encode"}, output_file="decoded.csv"),
     Stage("interpolate", "InterpolateConfig",
-          "molecules along a linear and a spherical latent path between two molecules",
+          "molecules along a linear and a spherical latent path between two molecules "
+          "(Gaussian models only)",
           reads={"model": "train"}),
     Stage("predict", "PredictConfig",
-          "properties of new molecules from saved regressors or the model's property head",
+          "properties of new molecules from saved regressors or the model's property head "
+          "(Gaussian models only)",
           reads={"model": "train", "regress": "regress"}, output_file="predictions.csv"),
     Stage("anomaly", "AnomalyConfig",
-          "out-of-distribution score per molecule (NLL per token, negative ELBO)",
+          "out-of-distribution score per molecule (NLL per token, negative ELBO; a VQ model's "
+          "negative ELBO: the decoder's NLL plus its codes' NLL under the code prior)",
           reads={"model": "train", "reference": "prep"}, output_file="anomaly.csv"),
     Stage("analogs", "AnalogsConfig",
           "analogs of given molecules for data augmentation: decoded around each one's "
-          "posterior, kept inside a similarity band", reads={"model": "train"}),
+          "posterior, kept inside a similarity band (Gaussian models only)",
+          reads={"model": "train"}),
 )}
 
 

@@ -48,6 +48,7 @@ from molvae.latent.regressors import (
 from molvae.latent.surrogate import SURROGATE_EPOCHS, SURROGATE_HIDDEN, fit_surrogate
 from molvae.model.store import load_model
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import require_gaussian
 from molvae.tracking import Tracker, local_model_dir
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ def run(config: RegressConfig, tracker: Tracker | None = None) -> RegressResult:
     tracker = tracker or Tracker()
     start = time.perf_counter()
     model = load_model(local_model_dir(config.model), device=config.device)
+    require_gaussian(model, "molvae regress")
     fingerprint = model_fingerprint(model)
     splits = _encode_splits(config, model)
     result = RegressResult(out=Path(config.out))

@@ -36,7 +36,8 @@ class SampleConfig:
     out: Path = option(Path("samples.csv"), help="output CSV (columns smiles, valid)")
     temperature: float = option(1.0, help="softmax temperature (< 1: safer, > 1: more diverse)")
     prior: str = option("fitted", help="where z comes from: fitted (a Gaussian fitted to the "
-                        "latents of held-out molecules) or standard (N(0, I))")
+                        "latents of held-out molecules) or standard (N(0, I)); a VQ model: "
+                        "fitted draws codes from its code prior, standard uniformly")
     seed: int | None = option(0, help="random seed (empty: not reproducible)")
     batch_size: int = batch_size_option(1024)
     device: str = device_option()

@@ -26,6 +26,11 @@ def collapse_advice(result: TrainResult) -> str | None:
     if not result.progress.finished or not history or history[-1]["active_units"] > 0:
         return None
     last = history[-1]
+    if "codebook_perplexity" in last:  # a VQ model
+        return (f"the codes collapsed: every molecule got the same codes after {last['epoch']} "
+                f"epoch(s) (molecules reconstructed {last['molecule_accuracy']:.0%}); train "
+                "longer (--resume with more --epochs) or with a higher lr; set "
+                "allow_degenerate to keep this model anyway")
     return (f"the latent space collapsed: 0 active units after {last['epoch']} epoch(s) "
             f"(molecules reconstructed {last['molecule_accuracy']:.0%}); lower beta_max, "
             "raise free_bits, lengthen kl_warmup_steps or train longer (--resume with more "
@@ -42,12 +47,13 @@ def run(config: TrainConfig, tracker: Tracker | None = None) -> TrainResult:
         return result
     tracker.log_metrics({"best_val_loss": result.progress.best_val_loss,
                          "epochs_completed": result.progress.epoch})
-    for name in ("history.csv", "latent.json"):
-        tracker.log_artifact(out / name)
+    for name in ("history.csv", "latent.json", "code_prior.csv"):
+        if (out / name).is_file():
+            tracker.log_artifact(out / name)
     advice = collapse_advice(result)
     if advice and not config.allow_degenerate:
         raise ValueError(advice)
-    if config.log_model and result.progress.finished:
+    if config.log_model and result.finished:  # a VQ model: its code prior trained too
         from molvae.tracking.serving import log_model
 
         headline, p = result.headline(), result.progress

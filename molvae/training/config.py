@@ -6,21 +6,26 @@ It lives with the loop rather than with the stage because the loop reads nearly 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from molvae.config import ConfigError, device_option, option
+from molvae.config import ConfigError, device_option, option, to_dict
 from molvae.model.presets import PRESETS
+from molvae.model.vq import LATENTS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
+
+log = logging.getLogger(__name__)
 
 # options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
 RESUME_KEYS = {"resume", "max_steps", "max_minutes", "prior_components", "log_model",
                "registered_name", "threads",
-               "epochs", "allow_degenerate"}
+               "epochs", "allow_degenerate", "code_prior_epochs"}
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
 # new value would be silently ignored while the checkpoint recorded it
 FIXED_ON_RESUME = ("preset", "embed_dim", "hidden_dim", "num_layers", "encoder_hidden_dim",
-                   "encoder_layers", "latent_dim", "word_dropout", "property_head", "condition")
+                   "encoder_layers", "latent_dim", "word_dropout", "property_head", "condition",
+                   "latent", "codes", "codebook_size", "code_prior_dim")
 
 
 @dataclass
@@ -39,6 +44,20 @@ class TrainConfig:
     encoder_layers: int | None = option(None, help="encoder GRU layers (overrides the preset; "
                                         "default num_layers)")
     latent_dim: int | None = option(None, help="latent size (overrides the preset)")
+    latent: str = option("gaussian", help="gaussian: each molecule is a point in a continuous "
+                         "space (every verb works, optimization included); vq: each molecule "
+                         "is a short sequence of --codes codes, each one of --codebook-size "
+                         "learned kinds (a compact, discrete description; a code prior is "
+                         "trained after the VAE to sample from; optimize, interpolate, analogs "
+                         "and regress need a Gaussian model)")
+    codes: int = option(8, help="vq: codes per molecule (they split latent_dim between them)")
+    codebook_size: int = option(256, help="vq: kinds of code (a molecule's code holds "
+                                "codes x log2(codebook_size) bits)")
+    commitment: float = option(0.25, help="vq: weight of the term keeping the encoder near its "
+                               "codes")
+    code_prior_epochs: int = option(10, help="vq: passes of the code prior over the training "
+                                    "molecules' codes (after the VAE; --resume continues)")
+    code_prior_dim: int = option(128, help="vq: size of the code prior's GRU")
     epochs: int = option(30, help="passes over the training set")
     batch_size: int = option(512, help="molecules per batch (per process under torchrun)")
     max_steps: int | None = option(None, help="stop after this many steps in all (a checkpoint "
@@ -53,7 +72,9 @@ class TrainConfig:
     weight_decay: float = option(1e-4, help="AdamW weight decay")
     grad_clip: float = option(1.0, help="clip the gradient norm to this (0 = off)")
     kl_schedule: str = option("linear", help="beta schedule: linear, cyclical or constant")
-    beta_max: float = option(1.0, help="final KL weight")
+    beta_max: float = option(0.2, help="final KL weight on the per-molecule summed loss (higher: "
+                             "better samples from a Gaussian prior, worse reconstruction; see "
+                             "docs/cpu_model.md)")
     kl_warmup_steps: int = option(5000, help="steps for beta to rise from 0 to beta_max")
     kl_cycle_steps: int = option(20000, help="cycle length of the cyclical schedule")
     free_bits: float = option(0.0, help="KL floor per latent dimension in nats (0 = off)")
@@ -88,18 +109,19 @@ class TrainConfig:
                                     "(0 active units; by default the stage fails with advice)")
 
     def validate(self) -> None:
-        choices = {"preset": PRESETS, "kl_schedule": KL_SCHEDULES, "lr_schedule": LR_SCHEDULES}
+        choices = {"preset": PRESETS, "kl_schedule": KL_SCHEDULES, "lr_schedule": LR_SCHEDULES,
+                   "latent": LATENTS}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
                                   f"got '{getattr(self, key)}'")
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every", "kl_cycle_steps",
-                    "prior_components"):
+                    "prior_components", "codes", "code_prior_epochs", "code_prior_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "grad_clip", "beta_max", "free_bits", "patience",
                     "kl_warmup_steps", "lr_warmup_steps", "property_weight", "eval_samples",
-                    "eval_molecules"):
+                    "eval_molecules", "commitment"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.word_dropout < 1:
@@ -114,3 +136,38 @@ class TrainConfig:
             raise ConfigError(f"property_head lists a column twice: {self.property_head}")
         if len(set(self.condition)) != len(self.condition):
             raise ConfigError(f"condition lists a column twice: {self.condition}")
+        if self.latent == "vq":
+            self._validate_vq()
+
+    def _validate_vq(self) -> None:
+        if self.property_head or self.condition:
+            raise ConfigError("a vq model has no property head and no conditions: train a "
+                              "gaussian one for property_head or condition")
+        if self.codebook_size < 2:
+            raise ConfigError(f"codebook_size must be >= 2, got {self.codebook_size}")
+        latent_dim = self.latent_dim or PRESETS[self.preset]["latent_dim"]
+        if latent_dim % self.codes:
+            raise ConfigError(f"codes ({self.codes}) must divide latent_dim ({latent_dim}): "
+                              "each code is a vector of latent_dim / codes numbers")
+
+    def latent_options(self) -> dict:
+        """What a new model needs of ``latent`` and its options (nothing for a Gaussian one)."""
+        return {"latent": "vq", "codes": self.codes, "codebook_size": self.codebook_size,
+                "code_prior_dim": self.code_prior_dim} if self.latent == "vq" else {}
+
+    def check_resume(self, saved: dict) -> None:
+        """Refuse options the checkpoint's weights fix (a new value would be ignored while the
+        checkpoint recorded it); warn about others that make the run differ from an
+        uninterrupted one. ``saved``: the checkpoint's config."""
+        current = to_dict(self)
+        fixed = [k for k in FIXED_ON_RESUME if k in saved and saved[k] != current[k]]
+        if fixed:
+            raise ConfigError(f"cannot resume {self.out} with changed "
+                              f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}"
+                              ": they fix the model's architecture; train into another --out "
+                              "instead")
+        changed = sorted(k for k, v in current.items()
+                         if saved.get(k) != v and k not in RESUME_KEYS)
+        if changed:
+            log.warning("resuming with changed options %s: the run will differ from an "
+                        "uninterrupted one", ", ".join(changed))

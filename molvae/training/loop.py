@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from molvae.config import ConfigError, to_dict
+from molvae.config import to_dict
 from molvae.data.batching import Batch, DeviceTokens, PreparedData, epoch_batches, load_prepared
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
@@ -49,7 +49,8 @@ from molvae.training.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from molvae.training.config import FIXED_ON_RESUME, RESUME_KEYS, TrainConfig
+from molvae.training.code_prior import train_code_prior
+from molvae.training.config import TrainConfig
 from molvae.training.distributed import Distributed, setup_distributed
 from molvae.training.schedules import kl_weight, lr_factor
 from molvae.training.stopping import StopRequest
@@ -71,6 +72,7 @@ class Progress:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict] = field(default_factory=list)
+    code_prior: dict | None = None  # a VQ model's code prior step, in this invocation
 
 
 @dataclass
@@ -85,21 +87,26 @@ class TrainResult:
     @property
     def finished(self) -> bool:
         """False when max_steps, max_minutes or SIGTERM stopped the run (it can resume)."""
-        return self.progress.finished
+        prior = self.progress.code_prior
+        return self.progress.finished and (prior is None or prior["finished"])
 
     def summary(self) -> str:
-        p = self.progress
-        state = "finished" if p.finished else \
+        p, prior = self.progress, self.progress.code_prior
+        state = "finished" if self.finished else \
             "stopped early by max_steps, max_minutes or SIGTERM (--resume continues)"
         best = (f"best val_loss {p.best_val_loss:.3f} at epoch {p.best_epoch}"
                 if p.best_epoch else "no epoch completed yet")
-        return (f"training {state}: {p.epoch} epochs, {p.step} steps, {best}; "
+        codes = "" if prior is None else \
+            f", code prior {prior['epoch']} epochs ({prior['val_code_nll_bits']:.1f} bits/mol)"
+        return (f"training {state}: {p.epoch} epochs, {p.step} steps, {best}{codes}; "
                 f"model in {self.out} ({self.seconds:.1f} s)")
 
     def headline(self) -> dict[str, float]:
-        """The numbers models are compared by, taken at the best epoch (the model kept)."""
+        """The numbers models are compared by, taken at the best epoch (the model kept); a VQ
+        model's prior_validity is its code prior's."""
         p = self.progress
         best = next((row for row in p.history if row["epoch"] == p.best_epoch), {})
+        best = {**best, **{k: v for k, v in (p.code_prior or {}).items() if k == "prior_validity"}}
         return {"best_val_loss": p.best_val_loss, "epochs": float(p.epoch),
                 **{k: float(best[k]) for k in ("molecule_accuracy", "prior_validity",
                                                "active_units") if k in best}}
@@ -151,6 +158,9 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
     if not progress.finished:
         progress.finished = True
         _save_checkpoint(run)
+    if config.latent == "vq" and job.is_main:
+        progress.code_prior = train_code_prior(config, run.data, job.device, should_stop,
+                                               tracker, progress.step)
     return progress
 
 
@@ -191,24 +201,8 @@ def _initial_model(config: TrainConfig, data: PreparedData,
     if model.vocab.tokens != data.vocab.tokens:
         raise ValueError(f"{config.out}/{CHECKPOINT_FILE} was trained with another vocabulary "
                          f"than {config.data}/vocab.json")
-    _check_resume_options(config, checkpoint["train_config"])
+    config.check_resume(checkpoint["train_config"])
     return model
-
-
-def _check_resume_options(config: TrainConfig, saved: dict) -> None:
-    """Refuse options the checkpoint's weights fix (a new value would be ignored while the
-    checkpoint recorded it); warn about others that make the run differ from an
-    uninterrupted one."""
-    current = to_dict(config)
-    fixed = [k for k in FIXED_ON_RESUME if k in saved and saved[k] != current[k]]
-    if fixed:
-        raise ConfigError(f"cannot resume {config.out} with changed "
-                          f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}: "
-                          "they fix the model's architecture; train into another --out instead")
-    changed = sorted(k for k, v in current.items() if saved.get(k) != v and k not in RESUME_KEYS)
-    if changed:
-        log.warning("resuming with changed options %s: the run will differ from an "
-                    "uninterrupted one", ", ".join(changed))
 
 
 def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
@@ -219,7 +213,7 @@ def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
                         num_layers=config.num_layers, latent_dim=config.latent_dim,
                         encoder_hidden_dim=config.encoder_hidden_dim,
                         encoder_layers=config.encoder_layers,
-                        word_dropout=config.word_dropout)
+                        word_dropout=config.word_dropout, **config.latent_options())
     model.property_mean.copy_(torch.from_numpy(data.property_mean))
     model.property_std.copy_(torch.from_numpy(data.property_std))
     model.condition_mean.copy_(torch.from_numpy(data.condition_mean))
@@ -319,7 +313,8 @@ def _train_step(run: _Run, batch: Batch, beta: float) -> dict[str, torch.Tensor]
     config = run.config
     with autocast(run.job.device, config.amp):
         terms = vae_loss(run.step_model(batch.tokens, batch.lengths, batch.conditions), batch,
-                         run.model.vocab.pad_id, beta, config.free_bits, config.property_weight)
+                         run.model.vocab.pad_id, beta, config.free_bits, config.property_weight,
+                         config.commitment)
     run.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     if config.grad_clip > 0:
@@ -362,9 +357,11 @@ def _validate(run: _Run) -> dict:
     measured = measure_validation(
         model, run.data, run.job.device, beta=config.beta_max,
         property_weight=config.property_weight, batch_size=config.batch_size,
-        reconstruct=config.eval_molecules, seed=config.seed, amp=config.amp)
-    model.fit_prior(measured.mu, measured.logvar,
-                    min(config.prior_components, len(measured.mu) // 2), config.seed)
+        reconstruct=config.eval_molecules, seed=config.seed, amp=config.amp,
+        commitment=config.commitment)
+    if config.latent == "gaussian":  # a VQ model's code prior trains after the VAE
+        model.fit_prior(measured.mu, measured.logvar,
+                        min(config.prior_components, len(measured.mu) // 2), config.seed)
     metrics = validation_metrics(model, run.data, measured, samples=config.eval_samples,
                                  seed=config.seed)
     model.train()

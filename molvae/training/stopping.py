@@ -41,8 +41,12 @@ class StopRequest:
             return True
         if step % self.check_every:
             return False
+        return bool(job.from_main(self.out_of_time()))
+
+    def out_of_time(self) -> bool:
+        """Whether ``max_minutes`` have passed or SIGTERM came (this process's view)."""
         late = self.deadline is not None and time.monotonic() >= self.deadline
-        return bool(job.from_main(self.signalled or late))
+        return self.signalled or late
 
     @contextmanager
     def on_sigterm(self) -> Iterator[None]:

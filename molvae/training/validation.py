@@ -22,7 +22,9 @@ from molvae import chem
 from molvae.data.batching import DeviceTokens, PreparedData
 from molvae.devices import autocast
 from molvae.model.loss import active_units, kl_per_dimension, vae_loss
+from molvae.model.quantizer import codebook_usage
 from molvae.model.vae import SelfiesVAE
+from molvae.model.vq import VQVAE
 
 
 @dataclass
@@ -59,12 +61,14 @@ def _raw_conditions(data: PreparedData) -> np.ndarray | None:
 @torch.no_grad()
 def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.device, *,
                        beta: float, property_weight: float, batch_size: int,
-                       reconstruct: int, seed: int, amp: bool) -> ValidationPass:
+                       reconstruct: int, seed: int, amp: bool, commitment: float = 0.25
+                       ) -> ValidationPass:
     """Run the validation split through ``model`` (in eval mode) on a forked, seeded RNG.
 
     The loss uses ``beta`` (the target objective's KL weight, not the warm-up's) and no free
     bits; teacher forcing starts from mu; ``reconstruct`` codes are decoded greedily, a
-    conditional model with the molecules' own conditions.
+    conditional model with the molecules' own conditions. A VQ model's mu are its quantized
+    vectors (no KL: ``kl_per_dimension`` stays 0), its loss weighs ``commitment``.
     """
     pad = model.vocab.pad_id
     n = len(data.val)
@@ -83,7 +87,7 @@ def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.devi
             batch = val.batch(rows)
             with autocast(device, amp):
                 out = model(batch.tokens, batch.lengths, batch.conditions)
-                terms = vae_loss(out, batch, pad, beta, 0.0, property_weight)
+                terms = vae_loss(out, batch, pad, beta, 0.0, property_weight, commitment)
                 logits = model.teacher_forced_logits(out.mu, batch.tokens, batch.conditions)
             targets = batch.tokens[:, 1:]
             known = targets != pad
@@ -91,7 +95,8 @@ def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.devi
             total += known.sum()
             for key, value in terms.items():
                 sums[key] = sums.get(key, zero) + value.detach().float() * len(rows)
-            kl_dims += kl_per_dimension(out.mu, out.logvar) * len(rows)
+            if out.commitment is None:
+                kl_dims += kl_per_dimension(out.mu, out.logvar) * len(rows)
             assert batch.rows is not None  # DeviceTokens.batch always says which rows
             order = batch.rows.to(device)  # the batch is longest first: back to split order
             mu[order] = out.mu.float()
@@ -115,7 +120,9 @@ def validation_metrics(model: SelfiesVAE, data: PreparedData, measured: Validati
     the model's current (just refitted) prior; a conditional model samples for the validation
     molecules' conditions in turn.
 
-    Returns val_loss (recon + beta * KL, the target objective), val_recon, val_kl (and
+    Returns val_loss (recon + beta * KL, the target objective), val_recon, val_kl (a VQ
+    model: val_commitment and its codebook use instead, and no prior samples before its code
+    prior is trained, and its active_units count code positions that vary) (and
     val_property_mse with a property head), token_accuracy, molecule_accuracy (greedy decoding
     of mu equals the canonical SMILES), prior_validity, prior_uniqueness, active_units and
     kl_per_dimension (a list).
@@ -124,11 +131,17 @@ def validation_metrics(model: SelfiesVAE, data: PreparedData, measured: Validati
     sums = measured.term_sums
     rebuilt = measured.reconstructed
     raw = _raw_conditions(data)
-    generated = model.sample(samples, seed=seed, conditions=None if raw is None
-                             else raw[np.arange(samples) % n])
+    untrained = isinstance(model, VQVAE) and not bool(model.code_prior_trained)
+    generated = [] if untrained else \
+        model.sample(samples, seed=seed, conditions=None if raw is None
+                     else raw[np.arange(samples) % n])
     valid = [s for s in generated if chem.to_mol(s) is not None]
+    codes = model.codes_of(measured.mu) if isinstance(model, VQVAE) else None
     return {
-        "val_loss": sums["loss"] / n, "val_recon": sums["recon"] / n, "val_kl": sums["kl"] / n,
+        "val_loss": sums["loss"] / n, "val_recon": sums["recon"] / n,
+        **({"val_commitment": sums["commitment"] / n,
+            **codebook_usage(codes, model.config.codebook_size)}
+           if codes is not None else {"val_kl": sums["kl"] / n}),
         **({"val_property_mse": sums["property_mse"] / n} if "property_mse" in sums else {}),
         "token_accuracy": measured.correct_tokens / max(measured.known_tokens, 1),
         "molecule_accuracy": float(np.mean([a == b for a, b in
@@ -137,6 +150,8 @@ def validation_metrics(model: SelfiesVAE, data: PreparedData, measured: Validati
         if rebuilt else math.nan,
         "prior_validity": len(valid) / len(generated) if generated else math.nan,
         "prior_uniqueness": len(set(valid)) / len(valid) if valid else math.nan,
-        "active_units": active_units(measured.mu),
+        # a VQ model's: the code positions that differ between molecules
+        "active_units": active_units(measured.mu) if codes is None
+        else int((codes.min(axis=0) != codes.max(axis=0)).sum()),
         "kl_per_dimension": measured.kl_per_dimension,
     }

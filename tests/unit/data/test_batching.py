@@ -32,10 +32,15 @@ def cache(folder: Path, vocab: Vocab | None = None, run_id: str | None = None,
 
 
 def copy_prepared(source: Path, out: Path, cached: bool) -> Path:
-    """A copy of a prepared folder, with a token cache when ``cached``."""
+    """A copy of a prepared folder, with a token cache when ``cached``, else without one (as
+    an older molvae prepared it)."""
     shutil.copytree(source, out)
+    for split in ("train", "val"):
+        token_cache_path(out, split).unlink(missing_ok=True)
     if cached:
         cache(out)
+    else:
+        write_manifest(out, run_of(out))
     return out
 
 
@@ -57,8 +62,7 @@ def assert_same(a: PreparedData, b: PreparedData) -> None:
 def with_gaps(prepared_dir: Path, tmp_path: Path) -> Path:
     """The fixture data with some molecular weights missing (a conditional model drops those
     rows, so cached ids must follow the rows kept)."""
-    out = tmp_path / "gaps"
-    shutil.copytree(prepared_dir, out)
+    out = copy_prepared(prepared_dir, tmp_path / "gaps", cached=False)
     train = pd.read_parquet(out / "train.parquet")
     train.loc[::7, "mw"] = np.nan
     shutil.rmtree(out / "train.parquet")
@@ -77,7 +81,8 @@ def test_cached_ids_equal_tokenizing(prepared_dir: Path, tmp_path: Path, options
     assert "tokenizing" not in caplog.text
     with np.load(token_cache_path(cached, "train"), allow_pickle=False) as cache:
         assert cache["tokens"].dtype == np.uint8  # the fixture's vocabulary is small
-    assert_same(data, load_prepared(prepared_dir, **options))
+    tokenized = copy_prepared(prepared_dir, tmp_path / "tokenized", cached=False)
+    assert_same(data, load_prepared(tokenized, **options))
 
 
 def test_cached_ids_follow_the_rows_a_conditional_model_keeps(with_gaps: Path,
@@ -137,19 +142,30 @@ def test_a_stale_cache_is_ignored_with_a_warning(prepared_dir: Path, tmp_path: P
     assert_same(data, load_prepared(prepared_dir))
 
 
-def test_a_folder_without_a_cache_is_tokenized_with_a_log_line(
+def test_prep_writes_the_cache_and_training_reads_it(
         prepared_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert token_cache_path(prepared_dir, "train").is_file()
     with caplog.at_level(logging.INFO, "molvae.data.batching"):
         load_prepared(prepared_dir)
+    assert "tokenizing" not in caplog.text
+
+
+def test_a_folder_without_a_cache_is_tokenized_with_a_log_line(
+        prepared_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    older = copy_prepared(prepared_dir, tmp_path / "older", cached=False)
+    with caplog.at_level(logging.INFO, "molvae.data.batching"):
+        data = load_prepared(older)
     assert "no train.tokens.npz (prepared by an older molvae): tokenizing 80 molecules" \
         in caplog.text
+    assert_same(data, load_prepared(prepared_dir))
 
 
 def test_training_on_cached_ids_gives_the_same_losses(prepared_dir: Path,
                                                       tmp_path: Path) -> None:
     cached = copy_prepared(prepared_dir, tmp_path / "cached", cached=True)
+    tokenized = copy_prepared(prepared_dir, tmp_path / "tokenized", cached=False)
     histories = []
-    for data in (prepared_dir, cached):
+    for data in (tokenized, cached):
         out = tmp_path / f"model-{data.name}"
         train_model(from_dict(TrainConfig, {
             "data": str(data), "out": str(out), "preset": "tiny", "epochs": 1,

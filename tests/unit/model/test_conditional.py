@@ -15,7 +15,7 @@ from molvae.data.tokens import Vocab, smiles_to_selfies
 from molvae.model.presets import build_model
 from molvae.model.store import load_model, model_from_state, model_state
 from molvae.training.config import TrainConfig
-from molvae.training.loop import _check_resume_options, train_model
+from molvae.training.loop import train_model
 from tests.conftest import ASPIRIN, PARACETAMOL
 
 
@@ -82,7 +82,7 @@ def test_load_prepared_standardizes_conditions(prepared_dir: Path) -> None:
 def test_resume_refuses_a_changed_condition(tmp_path: Path) -> None:
     config = from_dict(TrainConfig, {"data": str(tmp_path), "condition": ["qed"]})
     with pytest.raises(ConfigError, match="condition"):
-        _check_resume_options(config, {"condition": ["logp"]})
+        config.check_resume({"condition": ["logp"]})
 
 
 def chains(folder: Path) -> Path:

@@ -6,6 +6,7 @@ It lives with the loop rather than with the stage because the loop reads nearly 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,8 +167,12 @@ class TrainConfig:
                               f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}"
                               ": they fix the model's architecture; train into another --out "
                               "instead")
-        changed = sorted(k for k, v in current.items()
-                         if saved.get(k) != v and k not in RESUME_KEYS)
+        # an option the checkpoint does not name did not exist when it was written: it ran
+        # as that option's default does
+        defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING
+                    else f.default_factory() for f in dataclasses.fields(self)}
+        changed = sorted(k for k, v in current.items() if k not in RESUME_KEYS
+                         and saved.get(k, defaults.get(k)) != v)
         if changed:
             log.warning("resuming with changed options %s: the run will differ from an "
                         "uninterrupted one", ", ".join(changed))

@@ -1,12 +1,13 @@
 """Resuming: extending a finished run, refusing options the checkpoint fixes, and the stage
 refusing a collapsed model."""
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from molvae.cli import main
-from molvae.config import ConfigError, from_dict
+from molvae.config import ConfigError, from_dict, to_dict
 from molvae.training.checkpoint import load_checkpoint
 from molvae.training.config import TrainConfig
 from molvae.training.loop import TrainResult, train_model
@@ -103,3 +104,17 @@ def test_resume_restores_only_the_cuda_generators_this_host_has(
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append(index))
     restore_cuda_rng([torch.zeros(8, dtype=torch.uint8)] * 3)  # written on a 3-GPU host
     assert restored == [0]
+
+
+def test_options_a_checkpoint_predates_count_as_their_defaults(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint written before an option existed ran as its default: resuming with the
+    default is no change, with another value it is one."""
+    config = from_dict(TrainConfig, {"data": "d", "out": "o"})
+    saved = {k: v for k, v in to_dict(config).items() if k not in ("latent", "codes",
+                                                                   "property_head")}
+    with caplog.at_level(logging.WARNING, "molvae.training.config"):
+        config.check_resume(saved)
+    assert "changed options" not in caplog.text
+    from_dict(TrainConfig, {"data": "d", "out": "o", "lr": 0.5}).check_resume(saved)
+    assert "changed options lr" in caplog.text

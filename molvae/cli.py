@@ -44,6 +44,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_type: type) -> Non
         elif is_list:
             kwargs["nargs"] = "+"
         parser.add_argument(*flags, dest=field.name, **kwargs)
+    for old in cfg.converted_keys(config_type):  # renamed, value converted by from_dict
+        parser.add_argument(f"--{old.replace('_', '-')}", dest=old, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,8 @@ A field may also hold *option blocks* (:func:`blocks`): one options dataclass pe
 per optimizer, declared next to the code it configures. The blocks are seen flat: the field
 ``sigma`` of block ``cmaes`` is the key ``cmaes_sigma`` and the flag ``--cmaes-sigma``, so two
 blocks may use the same field name without the flags colliding. A config class may list keys it
-has renamed (``RENAMED``, old -> new), which are still accepted, with a warning.
+has renamed (``RENAMED``, old -> new), which are still accepted, with a warning; a new key given
+as a :class:`Renamed` also converts the old key's value to the new key's meaning.
 """
 
 from __future__ import annotations
@@ -121,9 +122,26 @@ def _default(field: dataclasses.Field) -> Any:
     return None
 
 
-def _renamed(cls: type) -> dict[str, str]:
-    """Old key -> new key, for keys the config class has renamed."""
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """A renamed key whose value means something else now: ``convert`` turns an old value into
+    the new key's (a ConfigError naming the old key if it cannot). In ``RENAMED`` (old -> new)
+    in place of the new key's name; the old key's flag is then a flag of its own, not an alias
+    of the new one's, so that its value is converted too."""
+
+    key: str
+    convert: Callable[[Any], Any]
+
+
+def _renamed(cls: type) -> dict[str, str | Renamed]:
+    """Old key -> new key (or :class:`Renamed`), for keys the config class has renamed."""
     return dict(getattr(cls, "RENAMED", {}))
+
+
+def converted_keys(cls: type) -> list[str]:
+    """The renamed keys of config ``cls`` whose values are converted (see :class:`Renamed`):
+    the CLI gives each a hidden flag of its own."""
+    return [old for old, new in _renamed(cls).items() if isinstance(new, Renamed)]
 
 
 def _block_fields(field: dataclasses.Field) -> Iterator[tuple[str, str, type, dataclasses.Field]]:
@@ -139,7 +157,8 @@ def flat_fields(cls: type) -> list[FlatField]:
     hints = field_types(cls)
     old_names: dict[str, list[str]] = {}
     for old, new in _renamed(cls).items():
-        old_names.setdefault(new, []).append(f"--{old.replace('_', '-')}")
+        if isinstance(new, str):  # a converted key is not an alias: see converted_keys
+            old_names.setdefault(new, []).append(f"--{old.replace('_', '-')}")
     flat: list[FlatField] = []
     for field in dataclasses.fields(cls):
         if "blocks" not in field.metadata:
@@ -258,8 +277,7 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str = "config
     for raw_key, value in (data or {}).items():
         key = str(raw_key).replace("-", "_")
         if key in renamed:
-            log.warning("%s: '%s' is now called '%s'", where, raw_key, renamed[key])
-            key = renamed[key]
+            key, value = _rename(renamed[key], raw_key, value, where)
         if key in in_block:
             name, block, inner = in_block[key]
             grouped[name][block][inner] = value
@@ -288,6 +306,20 @@ def from_dict(cls: type[C], data: Mapping[str, Any] | None, where: str = "config
         except ConfigError as err:
             raise ConfigError(f"{where}: {err}") from None
     return config
+
+
+def _rename(new: str | Renamed, old: Any, value: Any, where: str) -> tuple[str, Any]:
+    """The new key of renamed key ``old`` and its value, with a warning naming both."""
+    if isinstance(new, str):
+        log.warning("%s: '%s' is now called '%s'", where, old, new)
+        return new, value
+    try:
+        converted = new.convert(value)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    log.warning("%s: '%s' is now called '%s': '%s: %s' reads as '%s: %s'", where, old, new.key,
+                old, value, new.key, converted)
+    return new.key, converted
 
 
 def _build(cls: type, values: dict[str, Any], where: str, block: str = "") -> dict[str, Any]:

@@ -10,16 +10,18 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-from molvae.config import ConfigError, device_option, option, to_dict
+from molvae.config import ConfigError, Renamed, coerce, device_option, option, to_dict
 from molvae.model.presets import PRESETS
+from molvae.model.prior import parse_prior_fit
 from molvae.model.vq import LATENTS
 from molvae.training.schedules import KL_SCHEDULES, LR_SCHEDULES
 
 log = logging.getLogger(__name__)
 
 # options that may change when a run is resumed; ``epochs`` may grow to extend a finished run
-RESUME_KEYS = {"resume", "max_steps", "max_minutes", "prior_components", "log_model",
+RESUME_KEYS = {"resume", "max_steps", "max_minutes", "prior", "log_model",
                "registered_name", "threads",
                "epochs", "allow_degenerate", "code_prior_epochs"}
 # options that cannot change on resume: the checkpoint's weights have this architecture, so a
@@ -29,9 +31,20 @@ FIXED_ON_RESUME = ("preset", "embed_dim", "hidden_dim", "num_layers", "encoder_h
                    "latent", "codes", "codebook_size", "code_prior_dim")
 
 
+def _prior_from_components(value: Any) -> str:
+    """The ``prior`` spec of the old ``prior_components: K``: K Gaussians, one for K = 1."""
+    components = coerce(value, int, "prior_components")
+    if components < 1:
+        raise ConfigError(f"prior_components must be >= 1, got {components}")
+    return "gaussian" if components == 1 else f"mixture:{components}"
+
+
 @dataclass
 class TrainConfig:
     """Options of ``molvae train``."""
+
+    RENAMED: ClassVar[dict[str, str | Renamed]] = {
+        "prior_components": Renamed("prior", _prior_from_components)}
 
     data: Path = option(help="prepared data folder (the output of `molvae prep`)")
     out: Path = option(Path("model"), help="model folder: model.pt (best), checkpoint.pt, "
@@ -85,9 +98,11 @@ class TrainConfig:
     condition: list[str] = option([], help="property columns the encoder and decoder are "
                                   "conditioned on (a CVAE; `molvae sample --condition "
                                   "NAME=VALUE` then generates for targets)")
-    prior_components: int = option(1, help="Gaussian components of the fitted prior, refitted "
-                                   "to the validation molecules' codes after each epoch (1 = "
-                                   "one Gaussian; more cover a clustered latent space better)")
+    prior: str = option("gaussian", help="the fitted prior, refitted to the validation "
+                        "molecules' codes after each epoch: gaussian (one Gaussian), mixture:K (K "
+                        "Gaussians, at most half the molecules; they cover a clustered latent "
+                        "space better) or posteriors:N[:SPREAD] (an equal mixture of N molecules' "
+                        "own posteriors, their sigma times SPREAD, default 1)")
     patience: int = option(5, help="stop after this many epochs without a better val_loss "
                            "(0 = never)")
     checkpoint_every: int = option(1000, help="write checkpoint.pt every N steps (and each epoch)")
@@ -117,7 +132,7 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, "
                                   f"got '{getattr(self, key)}'")
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every", "kl_cycle_steps",
-                    "prior_components", "codes", "code_prior_epochs", "code_prior_dim"):
+                    "codes", "code_prior_epochs", "code_prior_dim"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("lr", "weight_decay", "grad_clip", "beta_max", "free_bits", "patience",
@@ -125,6 +140,10 @@ class TrainConfig:
                     "eval_molecules", "commitment"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        try:
+            parse_prior_fit(self.prior)
+        except ValueError as err:
+            raise ConfigError(f"prior: {err}") from None
         if not 0 <= self.word_dropout < 1:
             raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
         if self.kl_schedule == "cyclical" and self.kl_warmup_steps > self.kl_cycle_steps:

@@ -360,8 +360,7 @@ def _validate(run: _Run) -> dict:
         reconstruct=config.eval_molecules, seed=config.seed, amp=config.amp,
         commitment=config.commitment)
     if config.latent == "gaussian":  # a VQ model's code prior trains after the VAE
-        model.fit_prior(measured.mu, measured.logvar,
-                        min(config.prior_components, len(measured.mu) // 2), config.seed)
+        model.refit_prior(measured.mu, measured.logvar, config.prior, config.seed)
     metrics = validation_metrics(model, run.data, measured, samples=config.eval_samples,
                                  seed=config.seed)
     model.train()

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from molvae import chem
 from molvae.cli import main
@@ -76,3 +77,19 @@ def test_bad_options_give_one_clear_line(prepared_dir: Path, mlflow_store, capsy
     assert "no model.pt in no-model" in capsys.readouterr().err
     assert main(["sample", "--model", "x", "-n", "0", "--no-track"]) == 2
     assert "n must be >= 1" in capsys.readouterr().err
+
+
+def test_the_fitted_prior_is_one_spec_and_the_old_flag_still_reads(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--prior SPEC`` reaches the config as given; ``--prior-components K`` (its old
+    spelling) reads as ``mixture:K``; a bad spec is one line naming ``prior``."""
+    seen: list = []
+    monkeypatch.setattr("molvae.cli.run_stage",
+                        lambda name, config, track: seen.append(config))
+    assert main(["train", "--data", "d", "--prior", "posteriors:64:2", "--no-track", "-q"]) == 0
+    assert main(["train", "--data", "d", "--prior-components", "3", "--no-track", "-q"]) == 0
+    assert [config.prior for config in seen] == ["posteriors:64:2", "mixture:3"]
+    assert main(["train", "--data", "d", "--prior", "mixture:0", "--no-track", "-q"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("molvae train: error: train: prior: prior "
+                                                   "fit must be one of gaussian, mixture:K")

@@ -1,11 +1,13 @@
 """Typed configs: strict keys, coercion with errors that name the key, YAML reading."""
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from molvae.config import ConfigError, from_dict, load_yaml, option, to_dict
+from molvae.config import ConfigError, Renamed, flat_fields, from_dict, load_yaml, option, to_dict
 
 
 @dataclass
@@ -55,6 +57,34 @@ def test_dashes_and_underscores_are_the_same_key() -> None:
         max_steps: int = option(1)
 
     assert from_dict(Dashed, {"max-steps": 7}).max_steps == 7
+
+
+def test_renamed_keys_are_read_as_the_new_key_with_a_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A plain rename keeps the value and its old flag is an alias; a :class:`Renamed` converts
+    the value (its errors name the old key) and its old flag is not an alias of the new one."""
+    def percent(value: object) -> float:
+        if not isinstance(value, int):
+            raise ConfigError(f"percent must be a whole number, got {value!r}")
+        return value / 100
+
+    @dataclass
+    class Moved:
+        RENAMED: ClassVar[dict[str, str | Renamed]] = {"n": "count",
+                                                       "percent": Renamed("ratio", percent)}
+        count: int = option(1)
+        ratio: float = option(0.5)
+
+    with caplog.at_level(logging.WARNING, "molvae.config"):
+        config = from_dict(Moved, {"n": "4", "percent": 25}, where="stage")
+    assert (config.count, config.ratio) == (4, 0.25)
+    assert "stage: 'n' is now called 'count'" in caplog.text
+    assert "stage: 'percent' is now called 'ratio': 'percent: 25' reads as 'ratio: 0.25'" \
+        in caplog.text
+    with pytest.raises(ConfigError, match="stage: percent must be a whole number"):
+        from_dict(Moved, {"percent": "x"}, where="stage")
+    aliases = {field.name: field.aliases for field in flat_fields(Moved)}
+    assert aliases == {"count": ("--n",), "ratio": ()}
 
 
 def test_load_yaml_errors_are_clear(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Training: schedules, batching, learning, early stopping, exact resume, DDP."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import torch
 
 from molvae.config import ConfigError, from_dict
 from molvae.data.batching import epoch_batches, load_prepared
-from molvae.model.store import load_model
+from molvae.model.store import load_model, model_from_state
 from molvae.training.checkpoint import load_checkpoint
 from molvae.training.config import TrainConfig
 from molvae.training.loop import TrainResult, train_model
@@ -81,6 +82,44 @@ def test_bad_config_values_are_named() -> None:
         from_dict(TrainConfig, {"data": "x", "learning_rate": 0.1})
     with pytest.raises(ConfigError, match="word_dropout"):
         from_dict(TrainConfig, {"data": "x", "word_dropout": 1.5})
+
+
+@pytest.mark.parametrize("spec", ["mixture", "mixture:0", "mixture:1.5", "student:3",
+                                  "posteriors:4:0", "gaussian:2"])
+def test_a_bad_prior_spec_names_prior(spec: str) -> None:
+    with pytest.raises(ConfigError, match="prior: prior fit must be one of gaussian, mixture:K"):
+        from_dict(TrainConfig, {"data": "x", "prior": spec})
+
+
+def test_an_old_prior_components_key_reads_as_a_prior_spec(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``prior_components: K`` (before ``prior``) was K Gaussians: ``mixture:K``, one for 1."""
+    with caplog.at_level(logging.WARNING, "molvae.config"):
+        config = from_dict(TrainConfig, {"data": "x", "prior_components": 3}, where="train")
+    assert config.prior == "mixture:3"
+    assert "train: 'prior_components' is now called 'prior'" in caplog.text
+    assert "'prior: mixture:3'" in caplog.text
+    assert from_dict(TrainConfig, {"data": "x", "prior-components": "1"}).prior == "gaussian"
+    with pytest.raises(ConfigError, match="train: prior_components must be >= 1, got 0"):
+        from_dict(TrainConfig, {"data": "x", "prior_components": 0}, where="train")
+    with pytest.raises(ConfigError, match="'prior_components' must be int"):
+        from_dict(TrainConfig, {"data": "x", "prior_components": "mixture:2"})
+
+
+@pytest.mark.parametrize(("spec", "scales"), [
+    ("gaussian", (0, 8, 8)), ("mixture:2", (2, 8, 8)),
+    ("mixture:100", (32, 8, 8)),  # at most half the 64 validation molecules
+    ("posteriors:5:2", (5, 8))])
+def test_the_prior_spec_reaches_the_model(memorize_dir: Path, tmp_path: Path, spec: str,
+                                          scales: tuple[int, ...]) -> None:
+    train(memorize_dir, tmp_path / "m", epochs=1, max_train=16, prior=spec)
+    saved = load_model(tmp_path / "m", device="cpu")
+    checkpointed = model_from_state(load_checkpoint(tmp_path / "m")["model"])
+    for model in (saved, checkpointed):
+        assert tuple(model.mixture_scales.shape) == scales
+        assert len(model.mixture_weights) == scales[0]
+        if scales[0]:
+            assert float(model.mixture_weights.sum()) == pytest.approx(1.0)
 
 
 def test_training_learns_and_writes_its_outputs(memorize_dir: Path, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from molvae.cli import main
 from molvae.config import ConfigError, from_dict, to_dict
-from molvae.training.checkpoint import load_checkpoint
+from molvae.model.store import load_model
+from molvae.training.checkpoint import load_checkpoint, save_checkpoint
 from molvae.training.config import TrainConfig
 from molvae.training.loop import TrainResult, train_model
 
@@ -118,3 +119,21 @@ def test_options_a_checkpoint_predates_count_as_their_defaults(
     assert "changed options" not in caplog.text
     from_dict(TrainConfig, {"data": "d", "out": "o", "lr": 0.5}).check_resume(saved)
     assert "changed options lr" in caplog.text
+
+
+def test_a_checkpoint_written_with_prior_components_resumes(
+        prepared_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A checkpoint whose stored config has the old ``prior_components`` (and no ``prior``)
+    resumes; the prior, a refit of the trained model, may change on resume."""
+    train(prepared_dir, tmp_path / "m", max_steps=1)
+    state = load_checkpoint(tmp_path / "m")
+    stored = state["train_config"]
+    del stored["prior"]
+    stored["prior_components"] = 1
+    save_checkpoint(state, tmp_path / "m")
+    with caplog.at_level(logging.WARNING, "molvae.training.config"):
+        resumed = train(prepared_dir, tmp_path / "m", resume=True, prior="mixture:2")
+    assert resumed.progress.finished
+    assert "changed options" not in caplog.text
+    assert len(load_model(tmp_path / "m", device="cpu").mixture_weights) == 2
+    assert load_checkpoint(tmp_path / "m")["train_config"]["prior"] == "mixture:2"

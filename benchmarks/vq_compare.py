@@ -216,6 +216,31 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(greater + 0.5 * (outside[:, None] == inside[None, :]).mean())
 
 
+def anomaly_aurocs(model: str, inside: list[str], ood: pd.DataFrame, folder: Path) -> dict:
+    """The anomaly stage's scores (negative ELBO, NLL per token) of the in-distribution
+    molecules ``inside`` and of the ``ood`` set (its tables written into ``folder``), and their
+    AUROC: over all OOD molecules, over those the model can write (finite score) and per
+    category (writable ones). Also used by benchmarks/anomaly_auroc.py."""
+    found: dict = {}
+    for which, molecules in (("in", inside), ("ood", ood["smiles"].tolist())):
+        for key in ("neg_elbo", "nll_per_token"):
+            anomaly(from_dict(AnomalyConfig, {
+                "inputs": [str(_write(folder / f"{which}.csv", molecules))],
+                "model": model, "score": key, "device": "cpu",
+                "out": str(folder / f"anomaly_{which}_{key}.csv")}))
+    for key in ("neg_elbo", "nll_per_token"):
+        scores = pd.read_csv(folder / f"anomaly_in_{key}.csv")["score"].to_numpy(float)
+        outside = pd.read_csv(folder / f"anomaly_ood_{key}.csv")["score"].to_numpy(float)
+        found[f"auroc_{key}"] = auroc(scores, outside)
+        writable = np.isfinite(outside)
+        found[f"auroc_{key}_writable"] = auroc(scores, outside[writable])
+        found["ood_writable"] = int(writable.sum())
+        for category in ood["category"].unique():
+            picked = (ood["category"] == category).to_numpy() & writable
+            found[f"auroc_{key}_{category}"] = auroc(scores, outside[picked])
+    return found
+
+
 def measure(folder: Path, data: Path, ood: pd.DataFrame) -> dict:
     """Every number of the table for the model in ``folder`` (cached in measure.json)."""
     cached = folder / "measure.json"
@@ -243,22 +268,7 @@ def measure(folder: Path, data: Path, ood: pd.DataFrame) -> dict:
         "out": str(folder / "score"), "workers": 1, "device": "cpu", "unique_at": [1000]}))
     found.update({k: scored.metrics.get(k) for k in ("valid", "unique@1000", "FCD/Test",
                                                      "SNN/Test", "Novelty")})
-    for which, molecules in (("in", test), ("ood", ood["smiles"].tolist())):
-        for key in ("neg_elbo", "nll_per_token"):
-            anomaly(from_dict(AnomalyConfig, {
-                "inputs": [str(_write(folder / f"{which}.csv", molecules))],
-                "model": str(folder), "score": key, "device": "cpu",
-                "out": str(folder / f"anomaly_{which}_{key}.csv")}))
-    for key in ("neg_elbo", "nll_per_token"):
-        inside = pd.read_csv(folder / f"anomaly_in_{key}.csv")["score"].to_numpy(float)
-        outside = pd.read_csv(folder / f"anomaly_ood_{key}.csv")["score"].to_numpy(float)
-        found[f"auroc_{key}"] = auroc(inside, outside)
-        writable = np.isfinite(outside)
-        found[f"auroc_{key}_writable"] = auroc(inside, outside[writable])
-        found["ood_writable"] = int(writable.sum())
-        for category in ood["category"].unique():
-            picked = (ood["category"] == category).to_numpy() & writable
-            found[f"auroc_{key}_{category}"] = auroc(inside, outside[picked])
+    found.update(anomaly_aurocs(str(folder), test, ood, folder))
     found["measure_min"] = (time.perf_counter() - started) / 60
     cached.write_text(json.dumps(found, indent=1))
     return found

@@ -29,11 +29,15 @@ conditioned on z allows and an unconditional language model does not:
   from the offspring it can write (z their encoding), so what the GA finds pulls the decoder
   along, past the plateau the decoder alone reaches;
 * the GA breeds ``screen`` times more new children than it scores and spends the calls on
-  those whose nearest scored molecules (Tanimoto, :class:`molvae.chem.NeighbourScores`) score
-  best: children resemble their parents, so the molecules already scored are a free surrogate.
+  those a surrogate fitted to every scored molecule rates best (a Tanimoto Gaussian process's
+  upper confidence bound, :class:`~molvae.optim.tanimoto_gp.TanimotoGP`, or the scores of the
+  nearest scored molecules, :class:`molvae.chem.NeighbourScores`): children resemble their
+  parents, so the molecules already scored are a free surrogate.
 
 With a prepared data set the memory starts from scored training molecules (free labels when
-the objective is a property column, else a random sample scored through the oracle).
+the objective is a property column, else a random sample scored through the oracle); without
+one, from ``init_size`` molecules the model writes from its fitted prior, scored, so the
+default needs nothing but the model.
 Repeats are free in the oracle, so a batch that rewrites known molecules costs no calls; a
 search that keeps doing so is restarted from the pretrained weights (the memory stays).
 """
@@ -59,8 +63,10 @@ from molvae.model.likelihood import sampled_log_likelihood
 from molvae.optim.memory import Memory, pad_rows, trim
 from molvae.optim.objectives import score_table
 from molvae.optim.search import LatentOptimizer, LatentScorer, Problem, fill_failures
+from molvae.optim.tanimoto_gp import TanimotoGP
 
 MEMORY_SIZE = 100  # best molecules kept for replay
+SURROGATES = ("gp", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,12 @@ class PolicyOptions:
     crossover: float = option(0.9, help="share of each batch bred by Graph GA crossover and "
                               "mutation of the best molecules so far", bounds="[0, 1)")
     population: int = option(500, help="best molecules the GA breeds from", bounds="[1, inf)")
-    screen: int = option(3, help="GA children bred per child scored; above 1 only those whose "
-                         "most similar scored molecules score best are scored",
-                         bounds="[1, inf)")
+    screen: int = option(3, help="GA children bred per child scored; above 1 only those the "
+                         "surrogate rates best are scored", bounds="[1, inf)")
+    surrogate: str = option("gp", help="what rates the GA's children: gp (a Gaussian process "
+                            "with the Tanimoto kernel, upper confidence bound) or neighbours "
+                            "(the scores of the most similar scored molecules)",
+                            choices=SURROGATES)
 
 
 def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -133,7 +142,8 @@ class PolicySearch(LatentOptimizer):
         self.memory = Memory(memory_size)
         self.crossover, self.population_size = options.crossover, options.population
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
-        self.screen, self.neighbours = options.screen, chem.NeighbourScores()
+        self.screen = options.screen
+        self.surrogate = TanimotoGP() if options.surrogate == "gp" else chem.NeighbourScores()
         self.ga_rng = Random(seed)
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen
@@ -152,7 +162,18 @@ class PolicySearch(LatentOptimizer):
                             problem.start_z[None])
         elif problem.train_z is not None:
             policy.remember(*training_examples(problem))
+        else:
+            policy.first_design(max(1, min(problem.init_size, problem.oracle.budget // 4)))
         return policy
+
+    def first_design(self, n: int) -> None:
+        """Start the memory and the GA's population from ``n`` molecules the model writes
+        from its fitted prior, scored (calls spent): with no data, what the model learned is
+        the best guess of where good molecules are."""
+        smiles, scores, z, rows = self._written(n, source="init")
+        self._breed_from(smiles, scores)
+        self.memory.add(smiles, scores, z, rows)
+        self._observe_range(scores)
 
     def remember(self, smiles: list[str], scores: np.ndarray, z: np.ndarray) -> None:
         """Put known molecules (e.g. scored training molecules, z their encodings) in the
@@ -179,7 +200,7 @@ class PolicySearch(LatentOptimizer):
             if text and np.isfinite(score):
                 self.population[text] = float(score)
         if self.screen > 1:
-            self.neighbours.add(smiles, scores)
+            self.surrogate.add(smiles, scores)
         if len(self.population) > 2 * self.population_size:
             self.population = dict(heapq.nlargest(self.population_size,
                                                   self.population.items(),
@@ -203,7 +224,7 @@ class PolicySearch(LatentOptimizer):
         new = sorted(fresh)  # sets have no order
         self.ga_rng.shuffle(new)
         if self.screen > 1 and len(new) > n:
-            predicted = np.nan_to_num(self.neighbours.predict(new), nan=-np.inf)
+            predicted = np.nan_to_num(self.surrogate.predict(new), nan=-np.inf)
             new = [new[i] for i in np.argsort(-predicted, kind="stable")]
         return new[:n]
 
@@ -223,7 +244,7 @@ class PolicySearch(LatentOptimizer):
             center = torch.as_tensor(self.warm.center, dtype=torch.float32, device=device)
             z = center + self.warm.scale * eps
         else:
-            z = self.prior.latent_mean + eps @ self.prior.latent_scale.T
+            z = self.prior.prior_samples(n, generator=self.generator)
         near = min(n, int(round(self.local * n))) if len(self.memory) else 0
         if near:
             _, centers, _ = self.memory.sample(near, self.rng, by_rank=True)
@@ -242,16 +263,17 @@ class PolicySearch(LatentOptimizer):
         scaled = (scores - self.low) / span if span > 0 else np.ones_like(scores)
         return np.where(np.isfinite(scores), np.clip(scaled, 0.0, 1.0), 0.0)
 
-    def _written(self, n: int
+    def _written(self, n: int, source: str = ""
                  ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows)."""
+        """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows);
+        ``source`` is recorded with them (see :meth:`LatentScorer.score`)."""
         vocab = self.agent.vocab
         with torch.no_grad():
             z = self._latents(n)
             ids = self.agent.decode_ids(z, greedy=False, temperature=self.temperature,
                                         generator=self.generator)
         smiles = [vocab.to_smiles(row) for row in ids.tolist()]
-        scores = self.scorer.score(z.cpu().numpy(), smiles)
+        scores = self.scorer.score(z.cpu().numpy(), smiles, source=source)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
         return smiles, scores, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rdkit import DataStructs
 
+from molvae import chem
 from molvae.model.likelihood import sampled_log_likelihood
 from molvae.model.store import load_model
 from molvae.optim import search as opt
@@ -15,6 +17,7 @@ from molvae.optim.memory import Memory
 from molvae.optim.objective_spec import parse_objective
 from molvae.optim.oracle import Oracle
 from molvae.optim.policy import PolicyOptions, PolicySearch
+from molvae.optim.tanimoto_gp import TanimotoGP, TanimotoKernel
 
 
 def policy(tiny_model: Path, oracle: Oracle, **options: object) -> PolicySearch:
@@ -52,6 +55,23 @@ def test_policy_climbs_and_respects_the_budget(tiny_model: Path) -> None:
     first, last = table["score"].iloc[:48].mean(), table["score"].iloc[-48:].mean()
     assert last > first + 1, f"heavy atoms: first calls {first:.1f}, last calls {last:.1f}"
     assert len(search.memory) <= search.memory.size
+
+
+def test_with_only_a_model_the_policy_starts_from_molecules_the_model_writes(
+        tiny_model: Path) -> None:
+    """No data, no start molecule: the memory and the GA's parents are ``init_size`` molecules
+    written from the model's fitted prior, scored before the first step."""
+    model = load_model(tiny_model, "cpu")
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=200)
+    problem = opt.Problem(model, oracle.objective, oracle, np.random.default_rng(0), "policy",
+                          batch_size=16, init_size=24, radius=0.5, seed=0)
+    search = PolicySearch.build(problem, PolicyOptions())
+    first = {text: record for text, record in oracle.records.items()
+             if record["method"] == "policy/init"}
+    assert 12 <= len(first) <= 24 and oracle.calls == len(first)  # repeats cost nothing
+    solutions = {text for text, record in first.items() if oracle.is_solution(record)}
+    assert len(solutions) >= 6 and set(search.population) == solutions
+    assert set(search.memory.entries) == solutions
 
 
 def test_memory_keeps_the_best_distinct_molecules() -> None:
@@ -96,7 +116,7 @@ def test_screened_offspring_are_the_children_predicted_best(tiny_model: Path) ->
                "CC(=O)NC1CCCCC1"]
     scores = np.array([oracle.objective.score(text, {}) for text in parents])
     search.remember(parents, scores, search.prior.encode(parents)[0])
-    predict = search.neighbours.predict
+    predict = search.surrogate.predict
     search.ga_rng.seed(1)
     picked = search._offspring(4)
     search.ga_rng.seed(1)
@@ -116,3 +136,21 @@ def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: floa
 
     with pytest.raises(ConfigError, match=key):
         from_dict(OptimizeConfig, {"model": str(tiny_model), "method": "policy", key: value})
+
+
+def test_the_tanimoto_gp_ranks_unscored_molecules_by_their_similarity_to_good_ones() -> None:
+    """Scored: similarity to paracetamol. Unscored analogues of paracetamol rank above unscored
+    molecules unlike it, and the kernel is exact Tanimoto."""
+    target = "CC(=O)Nc1ccc(O)cc1"
+    scored = ["CC(=O)Nc1ccccc1", "CC(=O)Nc1ccc(C)cc1", "Oc1ccccc1", "c1ccc2[nH]ccc2c1",
+              "CCN(CC)CCO", "CCCCCCCC", "C1CCCCC1", "CC(=O)NC1CCCCC1", "Nc1ccc(O)cc1"]
+    gp = TanimotoGP()
+    gp.add([*scored, "not a molecule"], np.array([chem.similarity(s, target) for s in scored]
+                                                 + [1.0]))
+    assert len(gp) == len(scored)
+    analogues, unlike = ["CC(=O)Nc1ccc(OC)cc1", "CCC(=O)Nc1ccc(O)cc1"], ["CCCCCCO", "C1CCNCC1"]
+    predicted = gp.predict([*analogues, *unlike, "C1CC"], kappa=0.0)
+    assert np.isnan(predicted[-1]) and predicted[:2].min() > predicted[2:4].max()
+    bits = gp._bits([gp._packed(s) for s in ("CCO", "CCN")])
+    a, b = (chem.morgan_fingerprint(chem.to_mol(s), 2, 2048) for s in ("CCO", "CCN"))
+    assert np.isclose(TanimotoKernel()(bits)[0, 1], DataStructs.TanimotoSimilarity(a, b))

@@ -112,7 +112,7 @@ def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarr
     if labels is not None:
         picked = usable[np.argsort(-fill_failures(labels[usable]), kind="stable")[:1000]]
     else:
-        size = min(problem.init_size, len(usable), max(1, problem.oracle.budget // 4))
+        size = min(problem.design_size(), len(usable))
         picked = problem.rng.choice(usable, size=size, replace=False)
     smiles = problem.train["smiles"].iloc[picked].tolist()
     scores = labels[picked] if labels is not None else LatentScorer(
@@ -163,7 +163,7 @@ class PolicySearch(LatentOptimizer):
         elif problem.train_z is not None:
             policy.remember(*training_examples(problem))
         else:
-            policy.first_design(max(1, min(problem.init_size, problem.oracle.budget // 4)))
+            policy.first_design(problem.design_size())
         return policy
 
     def first_design(self, n: int) -> None:

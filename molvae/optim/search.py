@@ -142,6 +142,11 @@ class Problem:
         """Decodes and scores for the method, recording its name with each molecule."""
         return LatentScorer(self.model, self.oracle, self.method)
 
+    def design_size(self) -> int:
+        """Molecules of an initial design scored through the oracle: ``init_size``, at most a
+        quarter of the budget (at least one), so the search keeps most calls for itself."""
+        return max(1, min(self.init_size, self.oracle.budget // 4))
+
     def empty_start(self) -> WarmStart:
         """Nothing known yet: the search is centred on the prior (or on the start's z, within
         ``radius``); for methods that sample their own first batch."""
@@ -175,7 +180,7 @@ class Problem:
                 design = self.train_z[picked].astype(float)
             else:
                 design = self.rng.standard_normal((self.init_size, dim))
-        design = design[:max(1, min(len(design), self.oracle.budget // 4))]
+        design = design[:self.design_size()]
         initial = LatentScorer(self.model, self.oracle, f"{self.method}/init")
         return WarmStart(design, initial.decode_and_score(design), center, scale)
 

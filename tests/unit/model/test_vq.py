@@ -174,5 +174,5 @@ def test_the_shipped_gaussian_model_samples_what_it_did_when_shipped() -> None:
     model = load("moses", "cpu")
     assert type(model) is SelfiesVAE
     assert model.sample(200, seed=0)[:3] == [
-        "O=C1C=C(C(=O)C2(Oc3ccc(F)cc3)CCN2)SC=NN1", "CCC=NN1CCCN(Cc2nc(C(C)C)no2)CCCOC1=O",
-        "CCC(C=NNc1ccccc1C)S(=O)(=O)NN1CCN(C)C=N1"]
+        "Nc1c(CC(=O)CC(F)(F)F)csc1-c1ncc(Cl)cc1F", "CC1=CCN1C(=O)Nc1nc(C)nc(N)c1F",
+        "CNC(=O)C1CCCN1Cc1ccc(F)cc1C(F)(F)F"]

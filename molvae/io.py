@@ -75,7 +75,7 @@ def exclusive(lock_file: str | Path, busy: str, timeout: float = 0) -> Iterator[
             waiter that locked the deleted file sees that and takes the new one).
         busy: the error when another process holds it past ``timeout``; ``{pid}`` in it becomes
             the holder's pid.
-        timeout: seconds to wait for the holder (0: fail at once).
+        timeout: seconds to wait for the holder (0: fail at once; negative: wait until free).
 
     Raises:
         Busy: another process holds the lock.

@@ -22,9 +22,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from molvae.io import is_table_folder, table_files
+from molvae.io import exclusive, is_table_folder, table_files
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -234,7 +232,7 @@ def configure() -> str:
     store_lock: AbstractContextManager = nullcontext()
     if uri == DEFAULT_URI:  # absolute, so a changed working folder never reuses a cached store
         uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-        store_lock = FileLock(Path.cwd() / "mlflow.db.lock")
+        store_lock = exclusive(Path.cwd() / "mlflow.db.lock", "", timeout=-1)
     with store_lock:
         mlflow.set_tracking_uri(uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT

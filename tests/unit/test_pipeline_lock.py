@@ -55,3 +55,4 @@ def test_two_processes_create_a_fresh_mlflow_store_together(tmp_path: Path) -> N
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
     assert (tmp_path / "mlflow.db").is_file()
+    assert not (tmp_path / "mlflow.db.lock").exists()  # nothing left in the user's folder

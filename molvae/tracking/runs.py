@@ -232,7 +232,8 @@ def configure() -> str:
     store_lock: AbstractContextManager = nullcontext()
     if uri == DEFAULT_URI:  # absolute, so a changed working folder never reuses a cached store
         uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-        store_lock = exclusive(Path.cwd() / "mlflow.db.lock", "", timeout=-1)
+        store_lock = exclusive(Path.cwd() / "mlflow.db.lock", timeout=-1,
+                               busy="process {pid} is setting up the MLflow store")
     with store_lock:
         mlflow.set_tracking_uri(uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT

@@ -317,21 +317,20 @@ def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFra
                for c in table.columns}
     lines = [table.to_string(formatters=formats)]
     complete = auc[order].dropna()  # tasks every method finished
-    sums = complete.sum()
     lines.append("")
-    lines.append(f"sum of PMO AUC top-10 over the {len(complete)} tasks all methods ran: " +
-                 ", ".join(f"{m} {sums[m]:.3f}" for m in order))
-    if SCREENING in sums and len(order) > 1:
-        lines.append("ratio to screening: " + ", ".join(
-            f"{m} {sums[m] / sums[SCREENING]:.3f}" for m in order if m != SCREENING))
-    for column in sorted((c for c in results.columns if c.startswith("pmo_auc_top10_at_")),
-                         key=lambda c: int(c.rsplit("_", 1)[1])):
-        early = results.pivot_table(index="task", columns="method", values=column,
-                                    aggfunc="mean").loc[complete.index, order].sum()
-        lines.append(f"the same after the first {column.rsplit('_', 1)[1]} calls: " + ", ".join(
-            f"{m} {early[m]:.3f}" + (f" ({early[m] / early[SCREENING]:.3f}x)"
-                                     if SCREENING in early and m != SCREENING else "")
-            for m in order))
+    budgets = sorted((c for c in results.columns if c.startswith("pmo_auc_top10_at_")),
+                     key=lambda c: int(c.rsplit("_", 1)[1]))
+    for column in ["pmo_auc_top10", *budgets]:
+        sums = results.pivot_table(index="task", columns="method", values=column,
+                                   aggfunc="mean").loc[complete.index, order].sum()
+        when = ("at the full budget" if column == "pmo_auc_top10"
+                else f"after the first {column.rsplit('_', 1)[1]} calls")
+        lines.append(f"sum of PMO AUC top-10 over the {len(complete)} tasks all methods ran, "
+                     f"{when}: " + ", ".join(
+                         f"{m} {sums[m]:.3f}" + (f" ({sums[m] / sums[SCREENING]:.3f}x)"
+                                                 if SCREENING in sums and m != SCREENING
+                                                 else "")
+                         for m in order))
     seeds = results.groupby("method")["seed"].nunique()
     lines.append("seeds per method: " + ", ".join(f"{m} {seeds[m]}" for m in order) +
                  "; wall seconds in all: " + ", ".join(

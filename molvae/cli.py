@@ -80,6 +80,8 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and the rest")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="STAGE.KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--workdir", metavar="DIR", help="the stages' working folder (default: the "
+                   "file's workdir, else runs/NAME)")
     p.add_argument("--force", action="store_true", help="rerun stages even if cached")
     p.add_argument("--no-track", action="store_true", help="do not record MLflow runs")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -120,7 +122,7 @@ def _run_pipeline(args: argparse.Namespace) -> None:
     from molvae.pipeline import load_pipeline, run_pipeline
 
     _check_overrides(args.overrides)
-    pipeline = load_pipeline(args.pipeline, args.overrides)
+    pipeline = load_pipeline(args.pipeline, args.overrides, args.workdir)
     statuses = run_pipeline(pipeline, only=args.only, start=args.start, force=args.force,
                             track=not args.no_track)
     for stage in pipeline.stages:

@@ -83,8 +83,12 @@ def _set_override(spec: dict[str, dict], assignment: str) -> None:
     spec[stage][key] = yaml.safe_load(value)
 
 
-def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipeline:
-    """Parse and validate a pipeline file; every error names the stage and the key."""
+def load_pipeline(path: str | Path, overrides: list[str] | None = None,
+                  workdir: str | Path | None = None) -> Pipeline:
+    """Parse and validate a pipeline file; every error names the stage and the key.
+
+    ``workdir`` replaces the file's own (else ``runs/NAME``), so one file serves several
+    working folders (a fresh run beside a cached one, a run per project)."""
     path = Path(path)
     data = cfg.load_yaml(path)
     unknown = set(data) - TOP_LEVEL_KEYS
@@ -103,7 +107,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Pipel
     for assignment in overrides or []:
         _set_override(spec, assignment)
     pipeline = Pipeline(name=str(data.get("name") or path.stem),
-                        workdir=Path(data.get("workdir") or Path("runs") / path.stem), source=path)
+                        workdir=Path(workdir or data.get("workdir") or Path("runs") / path.stem),
+                        source=path)
     planned: dict[str, PlannedStage] = {}
     for name in sorted(spec, key=ORDER.index):
         options = dict(spec[name])

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from molvae.cli import main
 from molvae.config import ConfigError
 from molvae.pipeline import load_pipeline, run_pipeline
 from tests.conftest import FIXTURES
@@ -74,3 +75,14 @@ def test_pipeline_run_is_a_parent_mlflow_run(tmp_path: Path, mlflow_runs) -> Non
     child = runs[runs["tags.stage"] == "prep"].iloc[0]
     assert child["tags.mlflow.parentRunId"] == parent["run_id"]
     assert parent["tags.mlflow.runName"] == "t: prep"
+
+
+def test_workdir_on_the_command_line_replaces_the_files(tmp_path: Path) -> None:
+    """``molvae run FILE --workdir DIR`` runs and caches the stages under DIR, and the
+    file's own workdir stays untouched."""
+    path = write_pipeline(tmp_path / "p.yaml", {"prep": PREP})
+    other = tmp_path / "elsewhere"
+    assert main(["run", str(path), "--workdir", str(other), "--no-track", "-q"]) == 0
+    assert load_pipeline(path, workdir=other).stages[0].folder.parent == other
+    assert run_pipeline(load_pipeline(path, workdir=other), track=False) == {"prep": "cached"}
+    assert not (tmp_path / "runs").exists()

@@ -9,6 +9,7 @@ stage (:mod:`molvae.stages.prep`) streams the inputs through here piece by piece
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 
 from molvae import chem
 from molvae.data.tokens import selfies_to_smiles, smiles_to_selfies, split_selfies
+from molvae.io import atomic_path, write_json
 
 SPLITS = ("train", "val", "test")
 RECORD_COLUMNS = ("smiles", "selfies", "n_tokens", "reason")  # then the properties asked for
@@ -120,16 +122,29 @@ def standardize_piece(numbered: tuple[int, pd.DataFrame], rules: Standardize, wo
                       ) -> PieceSummary:
     """:func:`standardize_partition` on a worker: piece ``i``'s kept records go to
     ``work/records/part-i.parquet`` and its rejects to ``work/rejects/part-i.csv``, so only a
-    small summary travels back to the driver."""
+    small summary travels back to the driver. The summary is written last, to
+    ``work/done/part-i.json``: a piece that has one was finished by an earlier, killed prep
+    of the same inputs and options, and is not standardized again."""
     index, raw = numbered
-    kept, rejects = standardize_partition(raw, rules)
     name = f"part-{index:06d}"
+    done = work / "done" / f"{name}.json"
+    if done.is_file():
+        saved = json.loads(done.read_text())
+        return PieceSummary(saved["rows"], saved["kept"], Counter(saved["reasons"]),
+                            saved["kinds"])
+    kept, rejects = standardize_partition(raw, rules)
     if len(kept):
-        kept.to_parquet(work / "records" / f"{name}.parquet", index=False)
-    rejects.to_csv(work / "rejects" / f"{name}.csv", index=False)
+        with atomic_path(work / "records" / f"{name}.parquet") as tmp:
+            kept.to_parquet(tmp, index=False)
+    with atomic_path(work / "rejects" / f"{name}.csv") as tmp:
+        rejects.to_csv(tmp, index=False)
     user = kept.drop(columns=[c for c in kept.columns if c in OWN_COLUMNS])
-    return PieceSummary(len(raw), len(kept), Counter(r.split(":")[0] for r in rejects["reason"]),
-                        numeric_kinds(user))
+    summary = PieceSummary(len(raw), len(kept),
+                           Counter(r.split(":")[0] for r in rejects["reason"]),
+                           numeric_kinds(user))
+    write_json({"rows": summary.rows, "kept": summary.kept, "reasons": dict(summary.reasons),
+                "kinds": summary.kinds}, done)
+    return summary
 
 
 def make_room(piece: pd.DataFrame, sdf: bool) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -12,11 +12,16 @@ Nothing is lost: every input row ends in exactly one of the splits, ``duplicates
 The folder is written as one unit: built beside ``OUT`` and swapped in whole
 (:func:`molvae.io.atomic_folder`), with a ``manifest.json`` naming one run id and every file's
 digest (:mod:`molvae.data.manifest`). A prep killed while it rewrites ``OUT`` leaves the old
-data set whole, and readers refuse a folder whose files come from different runs.
+data set whole, and readers refuse a folder whose files come from different runs. A killed
+prep rerun with the same inputs and options resumes: the pieces it finished are kept beside
+``OUT`` until a prep of ``OUT`` succeeds.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import json
 import logging
 import math
@@ -154,8 +159,16 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
     start = time.perf_counter()
     out = Path(config.out)
     _check_replaceable(out)
+    work = _work_folder(config)
     with atomic_folder(out) as build:
-        counts, reasons, report = _build(config, build, uuid.uuid4().hex, start)
+        try:
+            counts, reasons, report = _build(config, build, work, uuid.uuid4().hex, start)
+        except BaseException as err:
+            if not _resumable(err):
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+    for finished in out.parent.glob(f".{glob.escape(out.name)}.prep-*"):
+        shutil.rmtree(finished, ignore_errors=True)  # this run's, and any of other options
     seconds = report["timings_s"]["total_s"]
     tracker.log_metrics({f"n_{k}": v for k, v in counts.items()})
     tracker.log_metrics({"vocab_size": report["vocab_size"], "max_tokens": report["max_tokens"],
@@ -174,7 +187,7 @@ def _check_replaceable(out: Path) -> None:
     if not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     foreign = sorted(entry.name for entry in out.iterdir()
-                     if entry.name not in (*OUTPUTS, ".work", ".done.json")
+                     if entry.name not in (*OUTPUTS, ".done.json")
                      and not (entry.name.startswith(".") and entry.name.endswith(".tmp")))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
@@ -182,12 +195,42 @@ def _check_replaceable(out: Path) -> None:
                          "replaces the whole folder, so give an empty or a prepared folder")
 
 
-def _build(config: PrepConfig, build: Path, run_id: str, start: float
+def _resumable(err: BaseException) -> bool:
+    """Whether the pieces a failed prep finished are worth keeping for a rerun: after an
+    interrupt or a crash, yes; after bad input (a rerun fails the same way) or a full disk
+    (the pieces hold space the user needs), no."""
+    if isinstance(err, ValueError):
+        return False
+    return not (isinstance(err, OSError) and err.errno == errno.ENOSPC)
+
+
+def _work_folder(config: PrepConfig) -> Path:
+    """Where the standardized pieces wait for the whole-set steps: beside ``OUT``, named by
+    the inputs (path, size, modification time) and every option that shapes a piece, so a
+    killed prep rerun with the same inputs and options resumes with the pieces it finished
+    (standardizing is most of prep's time), and any change starts afresh."""
+    shaping = {key: value for key, value in vars(config).items()
+               if key not in ("out", "workers", "cluster", "val_fraction", "test_fraction",
+                              "seed")}
+    files = {}
+    for spec in config.inputs:
+        if os.path.isfile(spec):
+            stat = os.stat(spec)
+            files[spec] = [os.path.realpath(spec), stat.st_size, stat.st_mtime_ns]
+    key = hashlib.sha256(json.dumps([shaping, files], sort_keys=True, default=str).encode())
+    out = Path(os.path.realpath(config.out))
+    return out.with_name(f".{out.name}.prep-{key.hexdigest()[:16]}")
+
+
+def _build(config: PrepConfig, build: Path, work: Path, run_id: str, start: float
            ) -> tuple[dict[str, int], dict[str, int], dict]:
-    """Write the whole prepared folder into ``build`` (manifest last); returns the counts, the
-    reject reasons and the report."""
-    work = build / ".work"
-    (work / "records").mkdir(parents=True)
+    """Write the whole prepared folder into ``build`` (manifest last) from the pieces in
+    ``work``; returns the counts, the reject reasons and the report."""
+    (work / "records").mkdir(parents=True, exist_ok=True)
+    finished = len(list((work / "done").glob("part-*.json")))
+    if finished:
+        log.info("resuming a killed prep: %d piece(s) of %d molecules already standardized "
+                 "in %s", finished, config.chunk_size, work)
     rules = Standardize(config.stereo, tuple(config.allowed_elements), config.min_heavy_atoms,
                         config.max_heavy_atoms, config.max_tokens, tuple(config.properties),
                         config.split == "scaffold")
@@ -204,7 +247,6 @@ def _build(config: PrepConfig, build: Path, run_id: str, start: float
         timings["dedupe_split_write_s"] = time.perf_counter() - t0
         engine_used = f"dask ({current.address or 'local cluster'})" if current.distributed \
             else "this process"
-    shutil.rmtree(work, ignore_errors=True)
     write_text(json.dumps({**vocab.to_dict(), RUN_KEY: run_id}, indent=1), build / "vocab.json")
 
     counts = {"input": streamed.inputs, "kept": streamed.kept - n_duplicates,
@@ -284,7 +326,7 @@ def _standardize_inputs(config: PrepConfig, rules: Standardize, work: Path, buil
     ``work/records`` (one Parquet file per piece), rejects in ``build/rejects.csv`` in input
     order."""
     seen = Streamed()
-    (work / "rejects").mkdir()
+    (work / "rejects").mkdir(exist_ok=True)
     worker = partial(standardize_piece, rules=rules, work=work)
     with tqdm(desc="standardize", unit="mol", delay=1) as bar:  # no bar for a quick failure
         for piece in map_ordered(worker, enumerate(_pieces(config, seen)), config.workers):
@@ -317,6 +359,7 @@ def _whole_set_steps(config: PrepConfig, work: Path, out: Path, streamed: Stream
     """De-duplicate, split, write the splits into ``out`` (the folder being built); returns
     (rows per split, duplicates, vocab, molecules with unseen tokens)."""
     n_parts = max(1, math.ceil(streamed.kept / ROWS_PER_SPLIT_PARTITION))
+    shutil.rmtree(work / "marked", ignore_errors=True)  # a killed run's, half written
     marked = partitions.deduplicate(work / "records", work / "marked", config.seed, n_parts)
     n_duplicates = partitions.write_duplicates(marked, out / "duplicates.csv")
     unique = marked[marked["duplicate_of_source"].isna()]

@@ -233,7 +233,7 @@ def test_a_read_only_out_is_one_line_naming_it(tmp_path: Path, capsys,
 def test_a_full_disk_is_one_line_and_prep_leaves_no_work_behind(
         tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that fills the disk raises ENOSPC without naming its file; the line names --out,
-    and the half-built folder (``.work`` with every piece) goes, not to fill the disk further."""
+    and the half-built folder and every piece go, not to fill the disk further."""
     source = tmp_path / "in.smi"
     source.write_text(f"{ASPIRIN}\n{PARACETAMOL}\nCCO\n")
 
@@ -246,7 +246,7 @@ def test_a_full_disk_is_one_line_and_prep_leaves_no_work_behind(
                  "-q"]) == 2
     err = one_line_error(capsys, "prep")
     assert err.endswith(f"cannot write {out}: No space left on device"), err
-    assert not list(tmp_path.rglob(".work")) and not list(tmp_path.rglob("part-*"))
+    assert not list(tmp_path.rglob(".out.prep-*")) and not list(tmp_path.rglob("part-*"))
 
 
 def test_an_unreachable_cluster_fails_fast_naming_it(tmp_path: Path, capsys,

@@ -192,3 +192,35 @@ def test_each_property_column_holds_its_own_rdkit_value(tmp_path: Path, order: l
         mol = Chem.MolFromSmiles(row["smiles"])
         for name in order:
             assert row[name] == pytest.approx(rdkit[name](mol), rel=1e-6, abs=1e-6), name
+
+
+def test_a_killed_prep_resumes_with_the_pieces_it_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted in its third piece, prep keeps the two it finished beside OUT; the rerun
+    standardizes only the rest, writes what a prep never interrupted writes, and cleans up."""
+    import molvae.data.prep as pieces
+
+    source = str(FIXTURES / "messy.csv")
+    clean = read_splits(run_prep(tmp_path / "clean", inputs=[source], chunk_size=5))
+    real, standardized = pieces.standardize_partition, []
+
+    def interrupted(raw: pd.DataFrame, rules: object) -> tuple:
+        if len(standardized) == 2:
+            raise KeyboardInterrupt
+        standardized.append(raw["row"].iloc[0])
+        return real(raw, rules)
+
+    monkeypatch.setattr(pieces, "standardize_partition", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_prep(tmp_path, inputs=[source], chunk_size=5)
+    assert not (tmp_path / "prepared").exists()
+    assert len(list(tmp_path.glob(".prepared.prep-*/done/part-*.json"))) == 2
+
+    standardized.clear()
+    monkeypatch.setattr(pieces, "standardize_partition",
+                        lambda raw, rules: (standardized.append(raw["row"].iloc[0]),
+                                            real(raw, rules))[1])
+    resumed = read_splits(run_prep(tmp_path, inputs=[source], chunk_size=5))
+    assert standardized == [11, 16]
+    pd.testing.assert_frame_equal(resumed, clean)
+    assert not list(tmp_path.glob(".prepared.prep-*"))

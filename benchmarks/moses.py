@@ -16,10 +16,12 @@ A step (one invocation) runs against its deadline and starts only what fits in t
 by the durations earlier steps measured (``WORKDIR/timings.json``) or, before any, by
 conservative per-core rates (docs/results.md has the measurements behind them):
 
-- prep, sample and score cannot resume inside: each starts only when its estimate fits, and
-  runs in a child process stopped at the deadline; a stopped one records how long it ran at
-  least, so the next step plans with that. One that needs more than a whole step says so,
-  with the ``--minutes`` it needs.
+- prep resumes with the pieces it finished: it starts when its start-up and some pieces fit,
+  in a child process stopped (SIGTERM) at the deadline, and the next step goes on.
+- sample and score cannot resume inside: each starts only when its estimate fits, and runs in
+  a child process stopped at the deadline; a stopped one records how long it ran at least, so
+  the next step plans with that. One that needs more than a whole step says so, with the
+  ``--minutes`` it needs.
 - train resumes from its checkpoint: it starts when its start-up and some training fit, and
   stops itself (``max_minutes``, then SIGTERM) with a checkpoint before the deadline.
 - reconstruction runs in chunks kept in ``WORKDIR/reconstruction-*``; a chunk starts only
@@ -65,10 +67,8 @@ PUBLISHED = {
 STAGES = ("prep", "train", "sample", "score")
 TARGETS = {"valid": 1.0, "FCD/Test": 0.07, "Novelty": 0.90, "SNN/Test": 0.60}
 
-MOSES_TRAIN = 1_584_663  # molecules of the MOSES train split
 # Estimates before a step has measured anything: per CPU core, below the rates measured on
 # 2 cores (docs/results.md), so a first attempt is not started where it cannot finish.
-PREP_PER_CORE = 300.0  # molecules/s, full property panel
 SAMPLE_PER_CORE = 150.0  # molecules/s, default preset
 SCORE_PER_CORE = 50.0  # molecules/s against the MOSES test sets
 FCD_REFERENCE_CPU_S = 900.0  # CPU seconds for the MOSES reference statistics (once)
@@ -76,6 +76,7 @@ RECONSTRUCT_PER_CORE = 100.0  # molecules/s, default preset
 CHILD_START_S = 20.0  # a child process's imports and stage set-up
 TRAIN_START_S = 120.0  # a training child's start-up (data, model, checkpoint) until measured
 TRAIN_LEAST_S = 60.0  # training worth starting a child for
+PREP_LEAST_S = 60.0  # standardizing worth starting a child for
 STOP_GRACE_S = 45.0  # between asking a child to stop and killing it
 RECONSTRUCT_CHUNK = 2000  # molecules per saved reconstruction chunk
 RECONSTRUCT_START_S = 30.0  # loading the model and the MOSES test set
@@ -178,6 +179,15 @@ def stage_task(stage: PlannedStage, estimate: float, command: list[str], timings
         return False
 
     return Task(stage.name, max(estimate, at_least * 1.1), run)
+
+
+def resumable_task(stage: PlannedStage, command: list[str], runner: Runner = run_child
+                   ) -> Task:
+    """A stage that keeps its progress when stopped (prep keeps the pieces it finished): it
+    starts when its start-up and some work fit, runs in a child stopped at the deadline, and
+    the next step's child goes on from there."""
+    return Task(stage.name, CHILD_START_S + PREP_LEAST_S + STOP_GRACE_S,
+                lambda left: runner(command, left) and stage.done, resumable=True)
 
 
 def train_task(stage: PlannedStage, finish: list[str], workdir: Path, timings: Timings,
@@ -304,7 +314,6 @@ def plan(pipeline: Pipeline, overrides: list[str], args: argparse.Namespace,
     n_samples = stages["sample"].config.n
     fcd_s = FCD_REFERENCE_CPU_S / cores if not args.no_fcd and args.reference == "moses" else 0
     estimates = {
-        "prep": (args.max_train or MOSES_TRAIN) / (PREP_PER_CORE * cores),
         "sample": n_samples / (SAMPLE_PER_CORE * cores),
         "score": n_samples / (SCORE_PER_CORE * cores) + fcd_s,
     }
@@ -315,9 +324,13 @@ def plan(pipeline: Pipeline, overrides: list[str], args: argparse.Namespace,
         command = [sys.executable, "-m", "molvae.cli", "run", str(pipeline.source), "--only",
                    stage.name, *[f"--set={o}" for o in overrides],
                    *(["--no-track"] if args.no_track else [])]
-        tasks.append(train_task(stage, command, Path(args.workdir), timings)
-                     if stage.name == "train" else
-                     stage_task(stage, CHILD_START_S + estimates[stage.name], command, timings))
+        if stage.name == "train":
+            tasks.append(train_task(stage, command, Path(args.workdir), timings))
+        elif stage.name == "prep":
+            tasks.append(resumable_task(stage, command))
+        else:
+            tasks.append(stage_task(stage, CHILD_START_S + estimates[stage.name], command,
+                                    timings))
     return tasks
 
 

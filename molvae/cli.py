@@ -12,8 +12,12 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +180,26 @@ def _flatten_lists(value: Any) -> Any:
     return value
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's or a benchmark's stop) unwinds like Ctrl-C: local
+    clusters close, locks are released, a prep keeps the pieces it finished; by default it
+    ends the process at once and leaves all that behind. Training turns it into a stop with a
+    checkpoint while it runs (:mod:`molvae.training.stopping`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``molvae`` console script; returns the exit status."""
     if argv is not None:
@@ -186,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args()
+    with _terminate_as_interrupt():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """What the parsed command does; returns the exit status."""
     out = None  # the stage's output, named when a failed write names no file
     try:
         if args.command == "run":

@@ -99,6 +99,26 @@ def test_a_stopped_stage_is_planned_with_how_long_it_ran(tmp_path: Path,
                                                                      "seconds": 580}
 
 
+def test_prep_runs_in_slices_each_going_on_where_the_last_stopped(tmp_path: Path) -> None:
+    """Prep needs 12 minutes; in 5-minute steps it starts each time (it keeps its finished
+    pieces when stopped) and is done in the third."""
+    clock, work = FakeClock(), []
+    prep = stage("prep", tmp_path / "prep")
+
+    def pieces(command: list[str], seconds: float) -> bool:
+        did = min(seconds, 720 - sum(work))
+        work.append(did)
+        clock.now += did
+        if sum(work) >= 720:
+            (prep.folder / DONE).write_text("{}")
+            return True
+        return False
+
+    task = moses.resumable_task(prep, ["prep"], pieces)
+    results = [moses.run_step([task], clock, clock.now + 300, 300) for _ in range(3)]
+    assert results == [False, False, True] and work == [300, 300, 120]
+
+
 def test_training_runs_in_slices_that_stop_before_the_deadline(tmp_path: Path) -> None:
     clock, commands = FakeClock(), []
     folder = tmp_path / "train"

@@ -1,12 +1,15 @@
 """The prep stage: conservation of molecules, splits, extra columns, vocabulary."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from molvae import chem
+from molvae.cli import main
 from molvae.config import ConfigError, from_dict
 from molvae.data.tokens import Vocab
 from molvae.stages.prep import PrepConfig
@@ -194,25 +197,29 @@ def test_each_property_column_holds_its_own_rdkit_value(tmp_path: Path, order: l
             assert row[name] == pytest.approx(rdkit[name](mol), rel=1e-6, abs=1e-6), name
 
 
+
 def test_a_killed_prep_resumes_with_the_pieces_it_finished(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Interrupted in its third piece, prep keeps the two it finished beside OUT; the rerun
-    standardizes only the rest, writes what a prep never interrupted writes, and cleans up."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """``kill`` (SIGTERM) in its third piece unwinds `molvae prep` like Ctrl-C (exit 130) and
+    keeps the two pieces it finished beside OUT; the rerun standardizes only the rest, writes
+    what a prep never stopped writes, and cleans up."""
     import molvae.data.prep as pieces
 
     source = str(FIXTURES / "messy.csv")
     clean = read_splits(run_prep(tmp_path / "clean", inputs=[source], chunk_size=5))
     real, standardized = pieces.standardize_partition, []
 
-    def interrupted(raw: pd.DataFrame, rules: object) -> tuple:
+    def killed_in_the_third(raw: pd.DataFrame, rules: object) -> tuple:
         if len(standardized) == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
         standardized.append(raw["row"].iloc[0])
         return real(raw, rules)
 
-    monkeypatch.setattr(pieces, "standardize_partition", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_prep(tmp_path, inputs=[source], chunk_size=5)
+    monkeypatch.setattr(pieces, "standardize_partition", killed_in_the_third)
+    command = ["prep", source, "--out", str(tmp_path / "prepared"), "--workers", "1",
+               "--chunk-size", "5", "--no-track", "-q"]
+    assert main(command) == 130
+    assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "prepared").exists()
     assert len(list(tmp_path.glob(".prepared.prep-*/done/part-*.json"))) == 2
 
@@ -220,7 +227,7 @@ def test_a_killed_prep_resumes_with_the_pieces_it_finished(
     monkeypatch.setattr(pieces, "standardize_partition",
                         lambda raw, rules: (standardized.append(raw["row"].iloc[0]),
                                             real(raw, rules))[1])
-    resumed = read_splits(run_prep(tmp_path, inputs=[source], chunk_size=5))
+    assert main(command) == 0
     assert standardized == [11, 16]
-    pd.testing.assert_frame_equal(resumed, clean)
+    pd.testing.assert_frame_equal(read_splits(tmp_path / "prepared"), clean)
     assert not list(tmp_path.glob(".prepared.prep-*"))

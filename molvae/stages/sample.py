@@ -35,8 +35,9 @@ class SampleConfig:
     n: int = option(1000, help="number of molecules to generate", aliases=("-n",))
     out: Path = option(Path("samples.csv"), help="output CSV (columns smiles, valid)")
     temperature: float = option(1.0, help="softmax temperature (< 1: safer, > 1: more diverse)")
-    prior: str = option("fitted", help="where z comes from: fitted (a Gaussian fitted to the "
-                        "latents of held-out molecules) or standard (N(0, I)); a VQ model: "
+    prior: str = option("fitted", help="where z comes from: fitted (fitted to the latents of "
+                        "held-out molecules: a Gaussian, a mixture, or their posteriors; the "
+                        "model card says which) or standard (N(0, I)); a VQ model: "
                         "fitted draws codes from its code prior, standard uniformly")
     seed: int | None = option(0, help="random seed (empty: not reproducible)")
     batch_size: int = batch_size_option(1024)

@@ -167,7 +167,7 @@ def run(config: PrepConfig, tracker: Tracker | None = None) -> PrepResult:
             if not _resumable(err):
                 shutil.rmtree(work, ignore_errors=True)
             raise
-    for finished in out.parent.glob(f".{glob.escape(out.name)}.prep-*"):
+    for finished in work.parent.glob(f"{glob.escape(_work_stem(out))}-*"):
         shutil.rmtree(finished, ignore_errors=True)  # this run's, and any of other options
     seconds = report["timings_s"]["total_s"]
     tracker.log_metrics({f"n_{k}": v for k, v in counts.items()})
@@ -219,7 +219,13 @@ def _work_folder(config: PrepConfig) -> Path:
             files[spec] = [os.path.realpath(spec), stat.st_size, stat.st_mtime_ns]
     key = hashlib.sha256(json.dumps([shaping, files], sort_keys=True, default=str).encode())
     out = Path(os.path.realpath(config.out))
-    return out.with_name(f".{out.name}.prep-{key.hexdigest()[:16]}")
+    return out.with_name(f"{_work_stem(out)}-{key.hexdigest()[:16]}")
+
+
+def _work_stem(out: Path) -> str:
+    """The name every work folder of ``OUT`` starts with (``.NAME.prep``), ``OUT`` resolved
+    as :func:`_work_folder` resolves it, so a symlinked ``OUT`` is cleaned up too."""
+    return f".{Path(os.path.realpath(out)).name}.prep"
 
 
 def _build(config: PrepConfig, build: Path, work: Path, run_id: str, start: float

@@ -197,7 +197,6 @@ def test_each_property_column_holds_its_own_rdkit_value(tmp_path: Path, order: l
             assert row[name] == pytest.approx(rdkit[name](mol), rel=1e-6, abs=1e-6), name
 
 
-
 def test_a_killed_prep_resumes_with_the_pieces_it_finished(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """``kill`` (SIGTERM) in its third piece unwinds `molvae prep` like Ctrl-C (exit 130) and

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import yaml
 
 from molvae import __version__
 from molvae import config as cfg
+from molvae.signals import handling
 from molvae.stages.registry import STAGES, get_stage, run_stage
 
 log = logging.getLogger("molvae")
@@ -186,18 +186,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
     clusters close, locks are released, a prep keeps the pieces it finished; by default it
     ends the process at once and leaves all that behind. Training turns it into a stop with a
     checkpoint while it runs (:mod:`molvae.training.stopping`)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
+    with handling(signal.SIGTERM, interrupt):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

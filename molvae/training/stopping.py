@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from molvae.signals import handling
 from molvae.training.distributed import Distributed
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,10 @@ class StopRequest:
     @contextmanager
     def on_sigterm(self) -> Iterator[None]:
         """Turn SIGTERM into a stop at the next step while training runs (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
         def handle(signum: int, frame: object) -> None:
             log.warning("SIGTERM: stopping after this step (a checkpoint is written)")
             self.signalled = True
 
-        previous = signal.signal(signal.SIGTERM, handle)
-        try:
+        with handling(signal.SIGTERM, handle):
             yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)

@@ -141,23 +141,34 @@ def latent_r2(mu: np.ndarray, smiles: list[str]) -> dict[str, float]:
 
 
 @torch.no_grad()
+def posterior_codes(model: SelfiesVAE, selfies: list[str], batch: int = 500
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances [N, latent_dim] of SELFIES strings."""
+    ids = [model.vocab.encode(s) for s in selfies]
+    mu, logvar = [], []
+    for start in range(0, len(ids), batch):
+        batch_mu, batch_logvar = model.encode_tokens(*pad_batch(ids[start:start + batch],
+                                                                model.vocab.pad_id))
+        mu.append(batch_mu)
+        logvar.append(batch_logvar)
+    return torch.cat(mu), torch.cat(logvar)
+
+
+@torch.no_grad()
 def validation_codes(model: SelfiesVAE, data: Path) -> tuple[pd.DataFrame, torch.Tensor,
                                                              torch.Tensor, float]:
     """The prepared validation split, its posterior means and log-variances, and the NLL per
     token of its first ``VAL_MOLECULES`` (teacher forcing from the means)."""
     val = pd.read_parquet(data / "val.parquet", columns=["smiles", "selfies"])
-    ids = [model.vocab.encode(s) for s in val["selfies"]]
-    mu, logvar, nll, tokens_seen = [], [], 0.0, 0
-    for start in range(0, len(ids), 500):
-        tokens, lengths = pad_batch(ids[start:start + 500], model.vocab.pad_id)
-        batch_mu, batch_logvar = model.encode_tokens(tokens, lengths)
-        mu.append(batch_mu)
-        logvar.append(batch_logvar)
-        if start < VAL_MOLECULES:
-            logits = model.teacher_forced_logits(batch_mu, tokens)
-            nll += float(token_nll(logits, tokens, model.vocab.pad_id).sum())
-            tokens_seen += int((lengths - 1).sum())
-    return val, torch.cat(mu), torch.cat(logvar), nll / tokens_seen
+    mu, logvar = posterior_codes(model, val["selfies"].tolist())
+    nll, tokens_seen = 0.0, 0
+    for start in range(0, min(len(val), VAL_MOLECULES), 500):
+        tokens, lengths = pad_batch([model.vocab.encode(s) for s in
+                                     val["selfies"][start:start + 500]], model.vocab.pad_id)
+        logits = model.teacher_forced_logits(mu[start:start + 500], tokens)
+        nll += float(token_nll(logits, tokens, model.vocab.pad_id).sum())
+        tokens_seen += int((lengths - 1).sum())
+    return val, mu, logvar, nll / tokens_seen
 
 
 @torch.no_grad()

@@ -72,6 +72,8 @@ RECIPES: dict[str, dict] = {
     "beta0.2-dec512": {"hidden_dim": 512, "beta_max": 0.2},
     "beta0.2-dec256x2": {"hidden_dim": 256, "num_layers": 2, "beta_max": 0.2},
     "beta0.2-batch128": {"hidden_dim": 384, "beta_max": 0.2, "batch_size": 128, "lr": 0.0021},
+    # randomized-SMILES augmentation: every epoch a new spelling of each molecule
+    "beta0.2-randomized": {"hidden_dim": 384, "beta_max": 0.2, "randomize_smiles": True},
 }
 SAMPLES, VAL_MOLECULES, POSTERIORS, SPREADS = 2000, 2000, 4096, (1.0, 2.0)
 SAMPLE_METRICS = ("valid", "unique@1000", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test",
@@ -82,7 +84,11 @@ def train_flags(recipe: dict) -> list[str]:
     """``molvae train`` options of a recipe (COMMON first, the recipe's own win)."""
     flags = []
     for key, value in {**COMMON, **recipe}.items():
-        flags += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags += [flag, str(value)]
     return flags
 
 

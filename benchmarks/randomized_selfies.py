@@ -24,14 +24,8 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, RDLogger
 
-from molvae.data.tokens import Vocab, selfies_to_smiles, smiles_to_selfies, split_selfies
-
-
-def random_selfies(mol: Chem.Mol, draws: int, seed: int) -> list[str | None]:
-    """SELFIES of ``draws`` random SMILES of one molecule (Kekulé form, which SELFIES
-    writes), reproducible from ``seed``."""
-    return [smiles_to_selfies(s) for s in
-            Chem.MolToRandomSmilesVect(mol, draws, randomSeed=seed, kekuleSmiles=True)]
+from molvae.data.respell import kekulized, random_selfies
+from molvae.data.tokens import Vocab, selfies_to_smiles, split_selfies
 
 
 def measure(smiles: Sequence[str], canonical: Sequence[str], vocab: Vocab, draws: int,
@@ -41,9 +35,7 @@ def measure(smiles: Sequence[str], canonical: Sequence[str], vocab: Vocab, draws
     start = time.perf_counter()
     written = []
     for i, text in enumerate(smiles):
-        mol = Chem.MolFromSmiles(text)
-        Chem.Kekulize(mol, clearAromaticFlags=True)
-        written.append(random_selfies(mol, draws, seed + i))
+        written.append(random_selfies(kekulized(text), draws, seed + i))
     rate = len(smiles) * draws / (time.perf_counter() - start)
     flat = [s for row in written for s in row]
     tokens = [split_selfies(s) if s else None for s in flat]

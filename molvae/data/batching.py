@@ -75,9 +75,16 @@ class TokenDataset:
                      properties: np.ndarray | None = None,
                      conditions: np.ndarray | None = None) -> TokenDataset:
         """Tokenize SELFIES strings (unknown tokens become ``<unk>``)."""
-        ids = [vocab.encode(s) for s in selfies]
+        return cls.from_sequences([vocab.encode(s) for s in selfies], vocab.pad_id, properties,
+                                  conditions)
+
+    @classmethod
+    def from_sequences(cls, ids: Sequence[Sequence[int]], pad_id: int,
+                       properties: np.ndarray | None = None,
+                       conditions: np.ndarray | None = None) -> TokenDataset:
+        """Token id sequences of any lengths (bos ... eos each), padded."""
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        tokens = np.full((len(ids), int(lengths.max(initial=0))), vocab.pad_id, dtype=np.int32)
+        tokens = np.full((len(ids), int(lengths.max(initial=0))), pad_id, dtype=np.int32)
         for row, seq in enumerate(ids):
             tokens[row, :len(seq)] = seq
         return cls(tokens, lengths, properties, conditions)
@@ -176,6 +183,7 @@ class PreparedData:
     condition_names: list[str] = field(default_factory=list)
     condition_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     condition_std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
+    train_smiles: list[str] = field(default_factory=list)  # only when asked for (respelling)
 
 
 TOKEN_SPLITS = ("train", "val")  # the splits training reads: prep caches their token ids
@@ -284,7 +292,8 @@ def _drop_missing(table: pd.DataFrame, names: list[str], split: str) -> pd.DataF
 
 def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
                   max_train: int | None = None, seed: int = 0,
-                  condition_names: Sequence[str] = ()) -> PreparedData:
+                  condition_names: Sequence[str] = (), train_smiles: bool = False
+                  ) -> PreparedData:
     """Read train/val splits and the vocabulary; standardize properties and conditions with
     train statistics. Token ids come from the splits' token caches where they are valid.
 
@@ -294,6 +303,7 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
         max_train: use a seeded random subset of at most this many training molecules.
         seed: seed of that subset.
         condition_names: columns a conditional model reads (rows missing one are dropped).
+        train_smiles: keep the training split's SMILES too (``molvae.data.respell``).
 
     Raises:
         ValueError: the vocabulary and splits are not all from the prep run the folder's
@@ -308,7 +318,7 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
     names, conds = list(property_names), list(condition_names)
     tables, cached = {}, {}
     for split in TOKEN_SPLITS:
-        columns = [*(["smiles"] if split == "val" else []), *names, *conds]
+        columns = [*(["smiles"] if split == "val" or train_smiles else []), *names, *conds]
         rows = len(_read_split(folder, split, []))
         cached[split] = _cached_tokens(folder, split, vocab, run_id, rows)
         needed = columns if cached[split] is not None else ["selfies", *columns]
@@ -340,4 +350,5 @@ def load_prepared(folder: str | Path, property_names: Sequence[str] = (),
         property_names=names, property_mean=mean.astype(np.float32),
         property_std=std.astype(np.float32), condition_names=conds,
         condition_mean=cond_mean.astype(np.float32), condition_std=cond_std.astype(np.float32),
+        train_smiles=train["smiles"].tolist() if train_smiles else [],
     )

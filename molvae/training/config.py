@@ -93,6 +93,10 @@ class TrainConfig:
     kl_cycle_steps: int = option(20000, help="cycle length of the cyclical schedule")
     free_bits: float = option(0.0, help="KL floor per latent dimension in nats (0 = off)")
     word_dropout: float = option(0.0, help="probability of hiding a decoder input token")
+    randomize_smiles: bool = option(False, help="write each training molecule from a different "
+                                    "random SMILES every epoch (augmentation against SELFIES' "
+                                    "aromatic deficit; RDKit re-spells the split at each "
+                                    "epoch's start)")
     property_head: list[str] = option([], help="property columns to predict from z (joint)")
     property_weight: float = option(1.0, help="weight of the property loss")
     condition: list[str] = option([], help="property columns the encoder and decoder are "

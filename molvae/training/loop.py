@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from molvae.config import to_dict
 from molvae.data.batching import Batch, DeviceTokens, PreparedData, epoch_batches, load_prepared
+from molvae.data.respell import epoch_spellings
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
 from molvae.model.loss import vae_loss
@@ -169,7 +170,7 @@ def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
     the optimizer and learning-rate schedule, and where training stands."""
     out = Path(config.out)
     data = load_prepared(config.data, config.property_head, config.max_train, config.seed,
-                         config.condition)
+                         config.condition, train_smiles=config.randomize_smiles)
     checkpoint = load_checkpoint(out) if config.resume else None
     if checkpoint is None and (out / CHECKPOINT_FILE).is_file():
         log.warning("%s holds a checkpoint; starting afresh (use --resume to continue)", out)
@@ -273,13 +274,27 @@ def _save_checkpoint(run: _Run) -> None:
                          "train_config": to_dict(run.config)}, run.config.out)
 
 
+def _respell(run: _Run) -> None:
+    """This epoch's spellings of the training split (:mod:`molvae.data.respell`), on the
+    device in place of the last epoch's."""
+    data, seed, epoch = run.data, run.config.seed, run.progress.epoch
+    spelled, kept = epoch_spellings(Path(run.config.out), data.train_smiles, data.train,
+                                    data.vocab, seed, epoch)
+    if kept:
+        log.info("epoch %d: %d of %d molecules kept their prepared spelling", epoch + 1, kept,
+                 len(spelled))
+    run.train_tokens = DeviceTokens(spelled, run.job.device)
+
+
 def _train_epoch(run: _Run, should_stop: StopRequest) -> float | None:
     """Train the rest of the current epoch, checkpointing every ``checkpoint_every`` steps;
     returns its mean training loss, or None when a stop request ended it (after a
     checkpoint)."""
     config, job, progress = run.config, run.job, run.progress
-    batches = epoch_batches(run.data.train.lengths, config.batch_size, config.seed,
-                            progress.epoch, job.rank, job.world_size)
+    if config.randomize_smiles:
+        _respell(run)
+    batches = epoch_batches(run.train_tokens.host_lengths.numpy(), config.batch_size,
+                            config.seed, progress.epoch, job.rank, job.world_size)
     loss_sum = torch.tensor(progress.epoch_loss_sum, device=job.device)
     window_start, window_molecules = time.perf_counter(), 0
     with tqdm(total=len(batches), initial=progress.batch, unit="batch",

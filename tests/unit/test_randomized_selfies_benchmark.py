@@ -1,19 +1,9 @@
-"""benchmarks/randomized_selfies.py: random spellings of one molecule, reproducible by seed."""
+"""benchmarks/randomized_selfies.py counts spellings outside the vocabulary and its length."""
 
-from rdkit import Chem
-
-from benchmarks.randomized_selfies import measure, random_selfies
-from molvae.data.tokens import Vocab, selfies_to_smiles, smiles_to_selfies, split_selfies
+from benchmarks.randomized_selfies import measure
+from molvae.data.tokens import Vocab, smiles_to_selfies, split_selfies
 
 SMILES = ["CC(=O)Nc1ccc(O)cc1", "c1ccc2[nH]ccc2c1", "O=C(O)C1CCCN1"]
-
-
-def test_random_selfies_spell_one_molecule_many_ways_and_repeat_by_seed() -> None:
-    mol = Chem.MolFromSmiles(SMILES[0])
-    written = random_selfies(mol, 8, seed=3)
-    assert len(set(written)) > 1
-    assert {selfies_to_smiles(s) for s in written} == {Chem.CanonSmiles(SMILES[0])}
-    assert random_selfies(mol, 8, seed=3) == written
 
 
 def test_spellings_outside_the_vocabulary_or_its_length_are_counted() -> None:

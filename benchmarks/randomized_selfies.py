@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, RDLogger
 
-from molvae.data.respell import kekulized, random_selfies
+from molvae.data.respell import random_selfies
 from molvae.data.tokens import Vocab, selfies_to_smiles, split_selfies
 
 
@@ -35,7 +35,7 @@ def measure(smiles: Sequence[str], canonical: Sequence[str], vocab: Vocab, draws
     start = time.perf_counter()
     written = []
     for i, text in enumerate(smiles):
-        written.append(random_selfies(kekulized(text), draws, seed + i))
+        written.append(random_selfies(text, draws, seed + i))
     rate = len(smiles) * draws / (time.perf_counter() - start)
     flat = [s for row in written for s in row]
     tokens = [split_selfies(s) if s else None for s in flat]

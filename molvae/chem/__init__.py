@@ -33,6 +33,7 @@ from molvae.chem.mol import (
     heavy_atom_count,
     nonstereo_smiles,
     parse_with_reason,
+    random_smiles,
     screen_smiles,
     standardize_mol,
     to_mol,
@@ -58,7 +59,8 @@ __all__ = [
     "heavy_atom_count",
     "largest_ring_size", "matches_catalog", "morgan_fingerprint", "nonstereo_smiles",
     "packed_fingerprint", "pains_alerts", "parse_with_reason", "passes_moses_filters",
-    "penalized_logp", "properties", "read_sdf", "ring_scaffold", "sa_score", "scaffold",
+    "penalized_logp", "properties", "random_smiles", "read_sdf", "ring_scaffold", "sa_score",
+    "scaffold",
     "screen_smiles", "similarity", "smarts_catalog", "smiles_properties", "standardize_mol",
     "structure_alerts", "to_mol", "write_sdf",
 ]

@@ -79,6 +79,20 @@ def to_mol(smiles: str | None) -> Chem.Mol | None:
     return Chem.MolFromSmiles(text) if text is not None else None
 
 
+def random_smiles(smiles: str, n: int, seed: int) -> list[str]:
+    """``n`` random SMILES of a molecule in Kekulé form (what SELFIES writes), each starting
+    from a random atom (RDKit's randomSmiles), reproducible from ``seed``; empty when RDKit
+    does not read or kekulize it."""
+    mol = to_mol(smiles)
+    if mol is None:
+        return []
+    try:
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+    except Chem.KekulizeException:
+        return []
+    return list(Chem.MolToRandomSmilesVect(mol, n, randomSeed=seed, kekuleSmiles=True))
+
+
 def heavy_atom_count(smiles: str) -> int:
     """Heavy atoms of a SMILES known to be valid, parsed without sanitizing, for counting over
     a whole prepared data set (0 when unparsable). Measured on 240k MOSES molecules on a busy

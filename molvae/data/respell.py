@@ -12,37 +12,26 @@ so a resume does not spell the split again (minutes for a million molecules).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from rdkit import Chem
 from tqdm.auto import tqdm
 
-from molvae.data.batching import TokenDataset
+from molvae import chem
+from molvae.data.batching import PreparedData, TokenDataset
 from molvae.data.tokens import Vocab, smiles_to_selfies
 from molvae.io import atomic_path
 
 SPELLINGS_FILE = "spellings.npz"  # the current epoch's, in the run folder
+log = logging.getLogger(__name__)
 
 
-def random_selfies(mol: Chem.Mol, draws: int, seed: int) -> list[str | None]:
-    """SELFIES of ``draws`` random SMILES of a kekulized molecule, reproducible from
-    ``seed``."""
-    return [smiles_to_selfies(s) for s in
-            Chem.MolToRandomSmilesVect(mol, draws, randomSeed=seed, kekuleSmiles=True)]
-
-
-def kekulized(smiles: str) -> Chem.Mol | None:
-    """The molecule with Kekulé bonds (what SELFIES writes), or None if RDKit refuses it."""
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return None
-    try:
-        Chem.Kekulize(mol, clearAromaticFlags=True)
-    except Chem.KekulizeException:
-        return None
-    return mol
+def random_selfies(smiles: str, draws: int, seed: int) -> list[str | None]:
+    """SELFIES of ``draws`` random SMILES of a molecule (:func:`molvae.chem.random_smiles`),
+    reproducible from ``seed``; empty when RDKit refuses the molecule."""
+    return [smiles_to_selfies(s) for s in chem.random_smiles(smiles, draws, seed)]
 
 
 def respelled(smiles: Sequence[str], canonical: TokenDataset, vocab: Vocab, seed: int,
@@ -56,8 +45,7 @@ def respelled(smiles: Sequence[str], canonical: TokenDataset, vocab: Vocab, seed
     kept = 0
     for row, text in enumerate(tqdm(smiles, desc=f"respelling for epoch {epoch + 1}",
                                     unit="mol", mininterval=5)):
-        mol = kekulized(text)
-        written = random_selfies(mol, 1, int(seeds[row]))[0] if mol is not None else None
+        written = next(iter(random_selfies(text, 1, int(seeds[row]))), None)
         if written is None or vocab.unknown(written):
             ids.append(canonical.tokens[row, :canonical.lengths[row]].tolist())
             kept += 1
@@ -67,21 +55,22 @@ def respelled(smiles: Sequence[str], canonical: TokenDataset, vocab: Vocab, seed
                                        canonical.conditions), kept
 
 
-def epoch_spellings(folder: Path, smiles: Sequence[str], canonical: TokenDataset,
-                    vocab: Vocab, seed: int, epoch: int) -> tuple[TokenDataset, int]:
-    """:func:`respelled`, read from ``folder/spellings.npz`` when it holds this epoch's (of
-    this seed and split size), else computed and written there for a resume to read."""
-    path = folder / SPELLINGS_FILE
-    key = np.array([seed, epoch, len(smiles)])
+def epoch_spellings(folder: Path, data: PreparedData, seed: int, epoch: int) -> TokenDataset:
+    """:func:`respelled` of the training split of ``data`` (loaded with ``train_smiles``),
+    read from ``folder/spellings.npz`` when it holds this epoch's (of this seed and split
+    size), else computed and written there for a resume to read."""
+    path, canonical = folder / SPELLINGS_FILE, data.train
+    key = np.array([seed, epoch, len(data.train_smiles)])
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             if np.array_equal(saved["key"], key):
                 return TokenDataset(saved["tokens"].astype(np.int32), saved["lengths"],
-                                    canonical.properties, canonical.conditions), \
-                    int(saved["kept"])
-    spelled, kept = respelled(smiles, canonical, vocab, seed, epoch)
+                                    canonical.properties, canonical.conditions)
+    spelled, kept = respelled(data.train_smiles, canonical, data.vocab, seed, epoch)
+    if kept:
+        log.info("epoch %d: %d of %d molecules kept their prepared spelling", epoch + 1, kept,
+                 len(spelled))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, key=key, tokens=spelled.tokens.astype(np.uint8 if len(vocab) < 256
-                                                               else np.int32),
-                 lengths=spelled.lengths, kept=np.array(kept))
-    return spelled, kept
+        np.savez(handle, key=key, lengths=spelled.lengths,
+                 tokens=spelled.tokens.astype(np.uint8 if len(data.vocab) < 256 else np.int32))
+    return spelled

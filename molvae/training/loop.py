@@ -274,25 +274,13 @@ def _save_checkpoint(run: _Run) -> None:
                          "train_config": to_dict(run.config)}, run.config.out)
 
 
-def _respell(run: _Run) -> None:
-    """This epoch's spellings of the training split (:mod:`molvae.data.respell`), on the
-    device in place of the last epoch's."""
-    data, seed, epoch = run.data, run.config.seed, run.progress.epoch
-    spelled, kept = epoch_spellings(Path(run.config.out), data.train_smiles, data.train,
-                                    data.vocab, seed, epoch)
-    if kept:
-        log.info("epoch %d: %d of %d molecules kept their prepared spelling", epoch + 1, kept,
-                 len(spelled))
-    run.train_tokens = DeviceTokens(spelled, run.job.device)
-
-
 def _train_epoch(run: _Run, should_stop: StopRequest) -> float | None:
     """Train the rest of the current epoch, checkpointing every ``checkpoint_every`` steps;
-    returns its mean training loss, or None when a stop request ended it (after a
-    checkpoint)."""
+    returns its mean training loss, or None when a stop request ended it (checkpointed)."""
     config, job, progress = run.config, run.job, run.progress
-    if config.randomize_smiles:
-        _respell(run)
+    if config.randomize_smiles:  # this epoch's spellings of the training split
+        run.train_tokens = DeviceTokens(epoch_spellings(Path(config.out), run.data, config.seed,
+                                                        progress.epoch), job.device)
     batches = epoch_batches(run.train_tokens.host_lengths.numpy(), config.batch_size,
                             config.seed, progress.epoch, job.rank, job.world_size)
     loss_sum = torch.tensor(progress.epoch_loss_sum, device=job.device)

@@ -3,8 +3,9 @@ coverage, length and variety of SELFIES written from random SMILES of prepared m
 
     python benchmarks/randomized_selfies.py --data runs/campaign/prepared --molecules 20000
 
-Augmentation writes each molecule from a different random SMILES every epoch (RDKit's
-``doRandom``), then SELFIES, so the model learns a ring's tokens from every starting atom. On
+Augmentation writes each molecule from a different random SMILES every epoch
+(:func:`molvae.data.respell.random_selfies`, what ``molvae train --randomize-smiles`` uses),
+then SELFIES, so the model learns a ring's tokens from every starting atom. On
 a CPU campaign it has to be cheap beside training (``per_core_mol_s``: molecules per second
 on one core, and the minutes one core needs for the whole training split), must stay inside
 the prepared vocabulary and length (``in_vocab``, ``within_max_length``), must write the same
@@ -31,7 +32,6 @@ from molvae.data.tokens import Vocab, selfies_to_smiles, split_selfies
 def measure(smiles: Sequence[str], canonical: Sequence[str], vocab: Vocab, draws: int,
             train_size: int, seed: int = 0) -> dict[str, float]:
     """The module docstring's numbers for these molecules (``canonical``: their SELFIES)."""
-    known = set(vocab.tokens)
     start = time.perf_counter()
     written = []
     for i, text in enumerate(smiles):
@@ -47,7 +47,7 @@ def measure(smiles: Sequence[str], canonical: Sequence[str], vocab: Vocab, draws
         "molecules": len(smiles), "draws": draws, "per_core_mol_s": rate,
         "minutes_per_epoch_one_core": train_size / rate / 60,
         "encoded": float(np.mean([t is not None for t in tokens])),
-        "in_vocab": float(np.mean([t is not None and set(t) <= known for t in tokens])),
+        "in_vocab": float(np.mean([s is not None and not vocab.unknown(s) for s in flat])),
         "within_max_length": float(np.mean(lengths <= vocab.max_length)),
         "round_trip": float(np.mean(round_trip)),
         "distinct_of_k": float(np.mean([len({s for s in row if s}) for row in written])),

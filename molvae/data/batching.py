@@ -15,7 +15,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +184,25 @@ class PreparedData:
     condition_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     condition_std: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32))
     train_smiles: list[str] = field(default_factory=list)  # only when asked for (respelling)
+
+    def in_vocabulary(self, vocab: Vocab) -> PreparedData:
+        """These splits with their token ids re-expressed in ``vocab``, a vocabulary that holds
+        every token of theirs (a trained model's, to fine-tune it on these molecules).
+
+        Raises:
+            ValueError: naming the tokens ``vocab`` lacks.
+        """
+        if vocab.tokens == self.vocab.tokens:
+            return self
+        index = {token: i for i, token in enumerate(vocab.tokens)}
+        lacking = [token for token in self.vocab.tokens if token not in index]
+        if lacking:
+            raise ValueError(f"{len(lacking)} token(s) of the data are not in the vocabulary: "
+                             f"{', '.join(lacking[:10])}")
+        lookup = np.array([index[token] for token in self.vocab.tokens], dtype=np.int32)
+        return replace(self, vocab=vocab,
+                       train=replace(self.train, tokens=lookup[self.train.tokens]),
+                       val=replace(self.val, tokens=lookup[self.val.tokens]))
 
 
 TOKEN_SPLITS = ("train", "val")  # the splits training reads: prep caches their token ids

@@ -118,6 +118,12 @@ class TrainConfig:
     device: str = device_option()
     threads: int = option(0, help="CPU threads for torch (0 = auto: the cores the 1-minute "
                           "load average leaves idle, at least 1); 1 is fastest for tiny")
+    init_from: str | None = option(None, help="start from the weights of this trained model (a "
+                                   "model folder, a shipped name such as moses, or an MLflow "
+                                   "model URI) with a new optimizer and learning-rate schedule: "
+                                   "fine-tuning, or a second schedule after a finished run; the "
+                                   "architecture is the model's and the data's vocabulary must "
+                                   "be its vocabulary")
     resume: bool = option(False, help="continue from OUT/checkpoint.pt; with more --epochs "
                           "than before, a finished run is extended")
     seed: int = option(0, help="random seed")

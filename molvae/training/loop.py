@@ -39,8 +39,7 @@ from molvae.data.respell import epoch_spellings
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
 from molvae.model.loss import vae_loss
-from molvae.model.presets import build_model
-from molvae.model.store import model_from_state, model_state, save_model
+from molvae.model.store import model_state, save_model
 from molvae.model.vae import SelfiesVAE
 from molvae.tracking import Tracker
 from molvae.training.checkpoint import (
@@ -54,6 +53,7 @@ from molvae.training.code_prior import train_code_prior
 from molvae.training.config import TrainConfig
 from molvae.training.distributed import Distributed, setup_distributed
 from molvae.training.schedules import kl_weight, lr_factor
+from molvae.training.start_model import initial_model
 from molvae.training.stopping import StopRequest
 from molvae.training.validation import measure_validation, validation_metrics
 
@@ -166,15 +166,17 @@ def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
 
 
 def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
-    """Set up one invocation: the data, the model (new, or the checkpoint's with --resume),
-    the optimizer and learning-rate schedule, and where training stands."""
+    """Set up one invocation: the data, the model (new, the checkpoint's with --resume, or a
+    trained model's with --init-from), the optimizer and learning-rate schedule, and where
+    training stands."""
     out = Path(config.out)
     data = load_prepared(config.data, config.property_head, config.max_train, config.seed,
                          config.condition, train_smiles=config.randomize_smiles)
     checkpoint = load_checkpoint(out) if config.resume else None
     if checkpoint is None and (out / CHECKPOINT_FILE).is_file():
         log.warning("%s holds a checkpoint; starting afresh (use --resume to continue)", out)
-    model = _initial_model(config, data, checkpoint).to(job.device).train()
+    model, data = initial_model(config, data, checkpoint)
+    model = model.to(job.device).train()
     torch.manual_seed(config.seed + job.rank)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -189,37 +191,6 @@ def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
         step_model = cast(torch.nn.Module, torch.compile(step_model))  # a wrapped Module
     return _Run(config, job, tracker, data, DeviceTokens(data.train, job.device), model,
                 step_model, optimizer, scheduler, progress)
-
-
-def _initial_model(config: TrainConfig, data: PreparedData,
-                   checkpoint: dict | None) -> SelfiesVAE:
-    """A new model, initialized from ``config.seed``, or the checkpoint's, which must fit the
-    data's vocabulary and the options that fix its architecture."""
-    torch.manual_seed(config.seed)
-    if checkpoint is None:
-        return _new_model(config, data)
-    model = model_from_state(checkpoint["model"])
-    if model.vocab.tokens != data.vocab.tokens:
-        raise ValueError(f"{config.out}/{CHECKPOINT_FILE} was trained with another vocabulary "
-                         f"than {config.data}/vocab.json")
-    config.check_resume(checkpoint["train_config"])
-    return model
-
-
-def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:
-    """A model of the config's size that carries the training data's property and condition
-    statistics, so it reads and predicts them in their own units."""
-    model = build_model(data.vocab, config.preset, data.property_names, data.condition_names,
-                        embed_dim=config.embed_dim, hidden_dim=config.hidden_dim,
-                        num_layers=config.num_layers, latent_dim=config.latent_dim,
-                        encoder_hidden_dim=config.encoder_hidden_dim,
-                        encoder_layers=config.encoder_layers,
-                        word_dropout=config.word_dropout, **config.latent_options())
-    model.property_mean.copy_(torch.from_numpy(data.property_mean))
-    model.property_std.copy_(torch.from_numpy(data.property_std))
-    model.condition_mean.copy_(torch.from_numpy(data.condition_mean))
-    model.condition_std.copy_(torch.from_numpy(data.condition_std))
-    return model
 
 
 def _lr_schedule(config: TrainConfig, data: PreparedData, job: Distributed,

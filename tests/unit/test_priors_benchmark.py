@@ -1,4 +1,5 @@
-"""benchmarks/prior_size.py: the posterior prior holds the codes of the molecules it names."""
+"""benchmarks/priors.py: the posterior prior holds the codes of the molecules it names, and
+the flow prior draws codes where they lie."""
 
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.cpu_recipe import posterior_codes
-from benchmarks.prior_size import prior_codes
+from benchmarks.priors import flow_samples, prior_codes, prior_samples
 from molvae.model.store import load_model
 
 
@@ -27,8 +28,24 @@ def test_a_prior_of_n_training_molecules_holds_their_posteriors(
     assert torch.allclose(model.mixture_means.sort(0).values, mu.sort(0).values)
 
 
-@pytest.mark.parametrize("spec", ["test", "train:", "train:0", "train:x"])
+def test_the_flow_prior_draws_codes_where_the_molecules_lie(
+        tiny_model: Path, prepared_dir: Path) -> None:
+    model = load_model(tiny_model, "cpu")
+    with torch.no_grad():
+        mu, logvar = prior_codes(model, prepared_dir, "flow:40", seed=0)
+    z = flow_samples(mu, logvar, 500, temperature=1.0, seed=0)
+    assert z.shape == (500, model.latent_dim) and torch.isfinite(z).all()
+    # fitted to the codes: centred on them, far nearer than N(0, I) draws would be
+    assert (z.mean(0) - mu.mean(0)).abs().max() < 0.5 * mu.std(0).max() + 0.5
+    colder = flow_samples(mu, logvar, 500, temperature=0.5, seed=0)
+    assert colder.std(0).sum() < z.std(0).sum()
+    smiles, molecules = prior_samples(model, prepared_dir, "flow:40:0.8", 8, seed=0)
+    assert molecules == 40 and len(smiles) == 8
+
+
+@pytest.mark.parametrize("spec", ["test", "train:", "train:0", "train:x", "flow", "flow:5:0",
+                                  "val:3"])
 def test_a_prior_spec_it_does_not_know_names_the_forms(
         tiny_model: Path, prepared_dir: Path, spec: str) -> None:
-    with pytest.raises(SystemExit, match="'val' or 'train:N'"):
+    with pytest.raises(SystemExit, match="'val', 'train:N' or 'flow:N\\[:T\\]'"):
         prior_codes(load_model(tiny_model, "cpu"), prepared_dir, spec, seed=0)

@@ -85,8 +85,11 @@ def _in_vocabulary(model: SelfiesVAE, data: PreparedData, source: str) -> Prepar
     try:
         data = data.in_vocabulary(model.vocab)
     except ValueError as err:
-        raise ValueError(f"{source} cannot read these molecules: {err}; train a new model "
-                         "on them instead") from None
+        stereo = any(mark in token for token in data.vocab.tokens
+                     if token not in model.vocab.tokens for mark in "@/\\")
+        hint = ("; the model knows no stereochemistry: prep them with --no-stereo, or train a "
+                "new model") if stereo else "; train a new model on them instead"
+        raise ValueError(f"{source} cannot read these molecules: {err}{hint}") from None
     if data.vocab.max_length < max(data.train.lengths.max(), data.val.lengths.max()) - 2:
         log.warning("some molecules are longer than %s writes (%d tokens): it cannot sample "
                     "them", source, data.vocab.max_length)

@@ -82,6 +82,9 @@ def test_a_token_the_model_lacks_is_named(tiny_model: Path, tmp_path: Path) -> N
                                                "CCO", "CCN"])
     with pytest.raises(ValueError, match=r"cannot read these molecules: 1 token\(s\) .*\[Se\]"):
         train(selenium, tmp_path / "m", init_from=str(tiny_model))
+    chiral = prepared(tmp_path, "chiral", ["C[C@H](N)O", "C[C@@H](N)O", "CCO", "CCN", "CCC"])
+    with pytest.raises(ValueError, match=r"knows no stereochemistry: prep them with --no-stereo"):
+        train(chiral, tmp_path / "m", init_from=str(tiny_model))
 
 
 def test_the_shipped_model_fine_tunes_on_a_users_molecules(

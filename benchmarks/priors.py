@@ -31,9 +31,12 @@ from cpu_recipe import posterior_codes
 
 from molvae.api import load
 from molvae.config import from_dict
+from molvae.io import load_tensors
+from molvae.model.store import model_from_state
 from molvae.model.vae import SelfiesVAE
 from molvae.stages.score import ScoreConfig
 from molvae.stages.score import run as score
+from molvae.training.checkpoint import CHECKPOINT_FILE
 
 METRICS = ("valid", "FCD/Test", "SNN/Test", "Filters", "Novelty", "KL_score")
 
@@ -108,7 +111,9 @@ def prior_samples(model: SelfiesVAE, data: Path, prior: str, n: int, seed: int
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="moses", help="a model folder or shipped name")
+    parser.add_argument("--model", default="moses",
+                        help="a model folder, a shipped name, or a run's checkpoint.pt (the "
+                        "weights of a run stopped mid-epoch)")
     parser.add_argument("--data", type=Path, required=True,
                         help="the model's prepared folder (train.parquet, val.parquet)")
     parser.add_argument("--priors", nargs="+", default=["val", "train:16384"],
@@ -117,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/priors"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    model = load(args.model, "cpu")
+    model = model_from_state(load_tensors(Path(args.model), "molvae training checkpoint")
+                             ["model"]) if args.model.endswith(CHECKPOINT_FILE) else \
+        load(args.model, "cpu")
     rows = {}
     for prior in args.priors:
         smiles, molecules = prior_samples(model, args.data, prior, args.samples, args.seed)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks.cpu_recipe import posterior_codes
-from benchmarks.priors import flow_samples, prior_codes, prior_samples
+from benchmarks.priors import flow_samples, main, prior_codes, prior_samples
 from molvae.model.store import load_model
 
 
@@ -49,3 +49,12 @@ def test_a_prior_spec_it_does_not_know_names_the_forms(
         tiny_model: Path, prepared_dir: Path, spec: str) -> None:
     with pytest.raises(SystemExit, match="'val', 'train:N' or 'flow:N\\[:T\\]'"):
         prior_codes(load_model(tiny_model, "cpu"), prepared_dir, spec, seed=0)
+
+
+def test_a_runs_checkpoint_is_scored_like_a_model_folder(
+        tiny_model: Path, prepared_dir: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--model", str(tiny_model / "checkpoint.pt"), "--data", str(prepared_dir),
+          "--priors", "train:5", "--samples", "8", "--out", str(tmp_path)])
+    assert "train:5" in capsys.readouterr().out
+    assert len(pd.read_csv(tmp_path / "train-5" / "samples.csv")) == 8

@@ -22,6 +22,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
@@ -31,16 +32,13 @@ from cpu_recipe import posterior_codes
 
 from molvae.api import load
 from molvae.config import from_dict
-from molvae.io import load_tensors
 from molvae.model.store import model_from_state
 from molvae.model.vae import SelfiesVAE
 from molvae.stages.score import ScoreConfig
 from molvae.stages.score import run as score
-from molvae.training.checkpoint import CHECKPOINT_FILE
+from molvae.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
 METRICS = ("valid", "FCD/Test", "SNN/Test", "Filters", "Novelty", "KL_score")
-
-
 FLOW_EPOCHS, FLOW_BATCH = 20, 512
 
 
@@ -122,9 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/priors"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    model = model_from_state(load_tensors(Path(args.model), "molvae training checkpoint")
-                             ["model"]) if args.model.endswith(CHECKPOINT_FILE) else \
-        load(args.model, "cpu")
+    checkpoint = Path(args.model)
+    model = model_from_state(cast(dict, load_checkpoint(checkpoint.parent))["model"]) \
+        if checkpoint.name == CHECKPOINT_FILE else load(args.model, "cpu")
     rows = {}
     for prior in args.priors:
         smiles, molecules = prior_samples(model, args.data, prior, args.samples, args.seed)
@@ -136,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "out": str(folder / "score"), "workers": 1, "device": "cpu",
             "unique_at": [args.samples], "grid_size": 24})).metrics
         rows[prior] = {"molecules": molecules,
-                       "prior_mb": None if prior.startswith("flow") else
+                       "prior_mb": None if parse_prior(prior)[0] == "flow" else
                        2 * molecules * model.latent_dim * 2 / 1e6,
                        f"unique@{args.samples}": metrics.get(f"unique@{args.samples}"),
                        **{k: metrics.get(k) for k in METRICS}}

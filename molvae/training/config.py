@@ -122,8 +122,8 @@ class TrainConfig:
                                    "model folder, a shipped name such as moses, or an MLflow "
                                    "model URI) with a new optimizer and learning-rate schedule: "
                                    "fine-tuning, or a second schedule after a finished run; the "
-                                   "architecture is the model's and the data's vocabulary must "
-                                   "be its vocabulary")
+                                   "architecture is the model's, and its vocabulary must hold "
+                                   "every token of the data")
     resume: bool = option(False, help="continue from OUT/checkpoint.pt; with more --epochs "
                           "than before, a finished run is extended")
     seed: int = option(0, help="random seed")

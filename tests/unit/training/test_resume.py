@@ -13,8 +13,11 @@ from molvae.training.checkpoint import load_checkpoint, save_checkpoint
 from molvae.training.config import TrainConfig
 from molvae.training.loop import TrainResult, train_model
 
+# one torch thread: "auto" follows the load average, and runs compared bit for bit must
+# sum in the same order
 FAST = {"preset": "tiny", "epochs": 1, "batch_size": 8, "eval_samples": 4, "eval_molecules": 4,
-        "log_model": False, "device": "cpu", "lr_warmup_steps": 2, "max_train": 16}
+        "log_model": False, "device": "cpu", "lr_warmup_steps": 2, "max_train": 16,
+        "threads": 1}
 
 
 def train(data: Path, out: Path, **options: object) -> TrainResult:

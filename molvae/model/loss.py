@@ -11,6 +11,7 @@ import torch
 
 from molvae.data.batching import Batch
 from molvae.model.likelihood import token_nll
+from molvae.model.mixture_prior import MixturePrior
 from molvae.model.vae import VAEOutput
 
 
@@ -43,20 +44,26 @@ def active_units(mu: np.ndarray, threshold: float = 0.01) -> int:
 
 
 def vae_loss(out: VAEOutput, batch: Batch, pad_id: int, beta: float, free_bits: float,
-             property_weight: float, commitment: float = 0.25) -> dict[str, torch.Tensor]:
+             property_weight: float, commitment: float = 0.25,
+             prior: MixturePrior | None = None) -> dict[str, torch.Tensor]:
     """Loss terms of one batch: loss (what is minimized), recon, kl, and property_mse; for a
     VQ model (``out.commitment`` set) loss, recon and commitment, weighted by ``commitment``.
 
-    Free bits floor each dimension's batch-mean KL (0 turns them off), so the optimizer gains
-    nothing by collapsing a dimension below the floor.
+    The KL is against N(0, I), or against ``prior`` when one is trained with the model (then
+    free bits must be 0: a mixture's KL does not split by dimension). Free bits floor each
+    dimension's batch-mean KL (0 turns them off), so the optimizer gains nothing by
+    collapsing a dimension below the floor.
     """
     recon = reconstruction_loss(out.logits, batch.tokens, pad_id)
     if out.commitment is not None:
         return {"recon": recon, "commitment": out.commitment,
                 "loss": recon + commitment * out.commitment}
-    kl_dims = kl_per_dimension(out.mu, out.logvar)
-    kl = kl_dims.sum()
-    kl_term = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
+    if prior is not None:
+        kl = kl_term = prior.kl(out.mu, out.logvar, out.z).mean()
+    else:
+        kl_dims = kl_per_dimension(out.mu, out.logvar)
+        kl = kl_dims.sum()
+        kl_term = kl_dims.clamp(min=free_bits).sum() if free_bits > 0 else kl
     terms = {"recon": recon, "kl": kl, "loss": recon + beta * kl_term}
     if out.properties is not None and batch.properties is not None:
         known = ~torch.isnan(batch.properties)

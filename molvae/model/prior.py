@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 PRIORS = ("fitted", "standard")
-PRIOR_FITS = ("gaussian", "mixture:K", "posteriors:N[:SPREAD]")  # what the fitted prior is
+# what the fitted prior is; ``learned:K`` is trained in the KL term (molvae.model.mixture_prior)
+PRIOR_FITS = ("gaussian", "mixture:K", "posteriors:N[:SPREAD]", "learned:K")
 
 
 def parse_prior_fit(spec: str) -> tuple[str, int, float]:
@@ -27,7 +28,7 @@ def parse_prior_fit(spec: str) -> tuple[str, int, float]:
         values = [float(x) for x in numbers]
     except ValueError:
         values = []
-    arity = {"gaussian": (0,), "mixture": (1,), "posteriors": (1, 2)}.get(kind, ())
+    arity = {"gaussian": (0,), "mixture": (1,), "posteriors": (1, 2), "learned": (1,)}.get(kind, ())
     if len(numbers) not in arity or len(values) != len(numbers) or \
             not all(np.isfinite(values)) or (values and (values[0] < 1 or values[0] % 1)) or \
             (len(values) == 2 and values[1] <= 0):
@@ -137,16 +138,30 @@ class FittedPriorMixin:
             raise ValueError(f"a posterior prior needs at least 2 molecules, got {len(keep)}")
         self.fit_prior(mu[keep])
         pick = np.random.default_rng(seed).choice(keep, min(size, len(keep)), replace=False)
-        self.resize_mixture(len(pick), diagonal=True)
-        self.mixture_weights.fill_(1.0 / len(pick))
-        self.mixture_means.copy_(torch.from_numpy(mu[pick]))
-        self.mixture_scales.copy_(torch.from_numpy(spread * np.exp(0.5 * logvar[pick])))
+        self.set_mixture(torch.full((len(pick),), 1.0 / len(pick)), torch.from_numpy(mu[pick]),
+                         torch.from_numpy(spread * np.exp(0.5 * logvar[pick])))
+
+    @torch.no_grad()
+    def set_mixture(self, weights: torch.Tensor, means: torch.Tensor,
+                    scales: torch.Tensor) -> None:
+        """Make the ``fitted`` prior this diagonal mixture: ``weights`` [K], ``means`` and
+        ``scales`` [K, latent_dim] (a posterior prior's, or one trained in the KL term)."""
+        self.resize_mixture(len(weights), diagonal=True)
+        self.mixture_weights.copy_(weights)
+        self.mixture_means.copy_(means)
+        self.mixture_scales.copy_(scales)
 
     def refit_prior(self, mu: np.ndarray, logvar: np.ndarray, spec: str, seed: int = 0) -> None:
         """Fit the ``fitted`` prior as ``spec`` says (:func:`parse_prior_fit`) to the codes of
-        held-out molecules; a mixture never has more components than half the molecules."""
+        held-out molecules; a mixture never has more components than half the molecules. A
+        ``learned`` prior is not fitted here (the training loop hands its mixture to
+        :meth:`set_mixture`): only the single Gaussian is refitted."""
         kind, size, spread = parse_prior_fit(spec)
-        if kind == "posteriors":
+        if kind == "learned":
+            mixture = self.mixture_weights, self.mixture_means, self.mixture_scales
+            self.fit_prior(mu)
+            self.set_mixture(*mixture)
+        elif kind == "posteriors":
             self.fit_posterior_prior(mu, logvar, size, spread, seed)
         else:
             self.fit_prior(mu, logvar, min(size, len(mu) // 2) if kind == "mixture" else 1, seed)

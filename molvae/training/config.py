@@ -105,8 +105,10 @@ class TrainConfig:
     prior: str = option("gaussian", help="the fitted prior, refitted to the validation "
                         "molecules' codes after each epoch: gaussian (one Gaussian), mixture:K (K "
                         "Gaussians, at most half the molecules; they cover a clustered latent "
-                        "space better) or posteriors:N[:SPREAD] (an equal mixture of N molecules' "
-                        "own posteriors, their sigma times SPREAD, default 1)")
+                        "space better), posteriors:N[:SPREAD] (an equal mixture of N molecules' "
+                        "own posteriors, their sigma times SPREAD, default 1) or learned:K (K "
+                        "diagonal Gaussians trained with the model, in its KL term, so its "
+                        "codes fill what the prior samples)")
     patience: int = option(5, help="stop after this many epochs without a better val_loss "
                            "(0 = never)")
     checkpoint_every: int = option(1000, help="write checkpoint.pt every N steps (and each epoch)")
@@ -154,6 +156,9 @@ class TrainConfig:
             parse_prior_fit(self.prior)
         except ValueError as err:
             raise ConfigError(f"prior: {err}") from None
+        if self.prior.startswith("learned") and (self.free_bits > 0 or self.latent == "vq"):
+            raise ConfigError(f"prior {self.prior} needs free_bits 0 and a gaussian latent: its "
+                              "KL does not split by dimension, and a vq model has no KL")
         if not 0 <= self.word_dropout < 1:
             raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
         if self.kl_schedule == "cyclical" and self.kl_warmup_steps > self.kl_cycle_steps:
@@ -196,6 +201,12 @@ class TrainConfig:
                               f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}"
                               ": they fix the model's architecture; train into another --out "
                               "instead")
+        learned = [spec for spec in (saved.get("prior", "gaussian"), self.prior)
+                   if spec.startswith("learned")]
+        if learned and saved.get("prior") != self.prior:
+            raise ConfigError(f"cannot resume {self.out} with changed prior "
+                              f"({saved.get('prior')!r} -> {self.prior!r}): a learned prior "
+                              "trains with the model; train into another --out instead")
         # an option the checkpoint does not name did not exist when it was written: it ran
         # as that option's default does
         defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING

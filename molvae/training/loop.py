@@ -3,8 +3,9 @@
 Loss per batch: ``recon + beta * KL (+ property_weight * property MSE)`` where ``recon`` is
 token cross-entropy summed over each molecule and averaged over molecules (see
 :func:`molvae.model.loss.reconstruction_loss`), KL is summed over latent dimensions and averaged
-over molecules, and ``beta`` follows a linear or cyclical warm-up to ``beta_max``. Free bits
-floor each dimension's batch-mean KL so the optimizer gains nothing by collapsing it.
+over molecules (against N(0, I), or a mixture trained with the model: ``prior: learned:K``),
+and ``beta`` follows a linear or cyclical warm-up to ``beta_max``. Free bits floor each
+dimension's batch-mean KL so the optimizer gains nothing by collapsing it.
 
 The same script runs under ``torchrun --nproc_per_node=K``: each rank takes every K-th
 batch (so the global batch is ``K * batch_size``) and only rank 0 validates, writes and logs.
@@ -39,6 +40,7 @@ from molvae.data.respell import epoch_spellings
 from molvae.devices import autocast
 from molvae.io import write_json, write_table
 from molvae.model.loss import vae_loss
+from molvae.model.mixture_prior import MixturePrior
 from molvae.model.store import model_state, save_model
 from molvae.model.vae import SelfiesVAE
 from molvae.tracking import Tracker
@@ -53,7 +55,7 @@ from molvae.training.code_prior import train_code_prior
 from molvae.training.config import TrainConfig
 from molvae.training.distributed import Distributed, setup_distributed
 from molvae.training.schedules import kl_weight, lr_factor
-from molvae.training.start_model import initial_model
+from molvae.training.start_model import initial_model, initial_prior
 from molvae.training.stopping import StopRequest
 from molvae.training.validation import measure_validation, validation_metrics
 
@@ -142,6 +144,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     progress: Progress
+    prior: MixturePrior | None  # trained in the KL term (prior: learned:K), else None
 
 
 def _train(config: TrainConfig, tracker: Tracker, job: Distributed,
@@ -177,9 +180,12 @@ def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
         log.warning("%s holds a checkpoint; starting afresh (use --resume to continue)", out)
     model, data = initial_model(config, data, checkpoint)
     model = model.to(job.device).train()
+    train_tokens = DeviceTokens(data.train, job.device)
+    prior = initial_prior(config, model, train_tokens, checkpoint)
     torch.manual_seed(config.seed + job.rank)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    groups = [{"params": list(model.parameters())}] + \
+        ([{"params": list(prior.parameters()), "weight_decay": 0.0}] if prior else [])
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _lr_schedule(config, data, job, optimizer)
     progress = Progress() if checkpoint is None else \
         _resume(config, checkpoint, job, optimizer, scheduler)
@@ -189,8 +195,8 @@ def _start(config: TrainConfig, tracker: Tracker, job: Distributed) -> _Run:
             model, device_ids=[job.device.index] if job.device.type == "cuda" else None)
     if config.compile:
         step_model = cast(torch.nn.Module, torch.compile(step_model))  # a wrapped Module
-    return _Run(config, job, tracker, data, DeviceTokens(data.train, job.device), model,
-                step_model, optimizer, scheduler, progress)
+    return _Run(config, job, tracker, data, train_tokens, model, step_model, optimizer,
+                scheduler, progress, prior)
 
 
 def _lr_schedule(config: TrainConfig, data: PreparedData, job: Distributed,
@@ -242,7 +248,9 @@ def _save_checkpoint(run: _Run) -> None:
                          "optimizer": run.optimizer.state_dict(),
                          "scheduler": run.scheduler.state_dict(),
                          "progress": asdict(run.progress), "rng": rng,
-                         "train_config": to_dict(run.config)}, run.config.out)
+                         "train_config": to_dict(run.config),
+                         **({"prior": run.prior.state_dict()} if run.prior else {})},
+                        run.config.out)
 
 
 def _train_epoch(run: _Run, should_stop: StopRequest) -> float | None:
@@ -288,11 +296,17 @@ def _train_step(run: _Run, batch: Batch, beta: float) -> dict[str, torch.Tensor]
     with autocast(run.job.device, config.amp):
         terms = vae_loss(run.step_model(batch.tokens, batch.lengths, batch.conditions), batch,
                          run.model.vocab.pad_id, beta, config.free_bits, config.property_weight,
-                         config.commitment)
+                         config.commitment, run.prior)
     run.optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
+    if run.prior is not None and run.job.world_size > 1:  # outside DDP: average by hand
+        for parameter in run.prior.parameters():
+            assert parameter.grad is not None  # the KL term reaches every parameter
+            dist.all_reduce(parameter.grad)
+            parameter.grad.div_(run.job.world_size)
     if config.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for group in run.optimizer.param_groups
+                                        for p in group["params"]], config.grad_clip)
     run.optimizer.step()
     run.scheduler.step()
     return terms
@@ -332,7 +346,9 @@ def _validate(run: _Run) -> dict:
         model, run.data, run.job.device, beta=config.beta_max,
         property_weight=config.property_weight, batch_size=config.batch_size,
         reconstruct=config.eval_molecules, seed=config.seed, amp=config.amp,
-        commitment=config.commitment)
+        commitment=config.commitment, prior=run.prior)
+    if run.prior is not None:  # the trained mixture is what the model samples from
+        model.set_mixture(*run.prior.components())
     if config.latent == "gaussian":  # a VQ model's code prior trains after the VAE
         model.refit_prior(measured.mu, measured.logvar, config.prior, config.seed)
     metrics = validation_metrics(model, run.data, measured, samples=config.eval_samples,

@@ -1,16 +1,19 @@
 """The model a training run starts from: a new one, its own checkpoint's (``--resume``), or the
 weights of a trained model (``--init-from``: fine-tuning, or a second schedule for a finished
-run, with a new optimizer and learning-rate schedule)."""
+run, with a new optimizer and learning-rate schedule), and the prior trained with it, if any."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 
 from molvae.config import ConfigError
-from molvae.data.batching import PreparedData
+from molvae.data.batching import DeviceTokens, PreparedData
+from molvae.model.mixture_prior import MixturePrior
 from molvae.model.presets import build_model
+from molvae.model.prior import parse_prior_fit
 from molvae.model.store import load_model, model_from_state
 from molvae.model.vae import SelfiesVAE
 from molvae.tracking.models import local_model_dir
@@ -39,6 +42,31 @@ def initial_model(config: TrainConfig, data: PreparedData, checkpoint: dict | No
         model = _trained_model(config, data)
         return model, _in_vocabulary(model, data, str(config.init_from))
     return _new_model(config, data), data
+
+
+def initial_prior(config: TrainConfig, model: SelfiesVAE, train: DeviceTokens,
+                  checkpoint: dict | None) -> MixturePrior | None:
+    """The mixture trained in the KL term (``prior: learned:K``), on the model's device: the
+    checkpoint's, or K components started at the posteriors of K random training molecules,
+    so they begin where the codes are (an --init-from model's codes above all)."""
+    kind, components, _ = parse_prior_fit(config.prior)
+    if kind != "learned":
+        return None
+    prior = MixturePrior(components, model.latent_dim).to(model.device)
+    if checkpoint is not None:
+        prior.load_state_dict(checkpoint["prior"])
+        return prior
+    if components > len(train):
+        raise ConfigError(f"prior {config.prior} needs at least {components} training "
+                          f"molecules, got {len(train)}")
+    rows = np.random.default_rng(config.seed).choice(len(train), components, replace=False)
+    codes = []
+    with torch.no_grad():
+        for start in range(0, components, config.batch_size):
+            batch = train.batch(rows[start:start + config.batch_size].tolist())
+            codes.append(model.encode_tokens(batch.tokens, batch.lengths, batch.conditions))
+    prior.start_at(torch.cat([mu for mu, _ in codes]), torch.cat([lv for _, lv in codes]))
+    return prior
 
 
 def _new_model(config: TrainConfig, data: PreparedData) -> SelfiesVAE:

@@ -22,6 +22,7 @@ from molvae import chem
 from molvae.data.batching import DeviceTokens, PreparedData
 from molvae.devices import autocast
 from molvae.model.loss import active_units, kl_per_dimension, vae_loss
+from molvae.model.mixture_prior import MixturePrior
 from molvae.model.quantizer import codebook_usage
 from molvae.model.vae import SelfiesVAE
 from molvae.model.vq import VQVAE
@@ -61,13 +62,15 @@ def _raw_conditions(data: PreparedData) -> np.ndarray | None:
 @torch.no_grad()
 def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.device, *,
                        beta: float, property_weight: float, batch_size: int,
-                       reconstruct: int, seed: int, amp: bool, commitment: float = 0.25
-                       ) -> ValidationPass:
+                       reconstruct: int, seed: int, amp: bool, commitment: float = 0.25,
+                       prior: MixturePrior | None = None) -> ValidationPass:
     """Run the validation split through ``model`` (in eval mode) on a forked, seeded RNG.
 
     The loss uses ``beta`` (the target objective's KL weight, not the warm-up's) and no free
-    bits; teacher forcing starts from mu; ``reconstruct`` codes are decoded greedily, a
-    conditional model with the molecules' own conditions. A VQ model's mu are its quantized
+    bits, and its KL is against ``prior`` when one is trained with the model (the reported
+    ``kl_per_dimension`` stays against N(0, I)); teacher forcing starts from mu;
+    ``reconstruct`` codes are decoded greedily, a conditional model with the molecules' own
+    conditions. A VQ model's mu are its quantized
     vectors (no KL: ``kl_per_dimension`` stays 0), its loss weighs ``commitment``.
     """
     pad = model.vocab.pad_id
@@ -87,7 +90,7 @@ def measure_validation(model: SelfiesVAE, data: PreparedData, device: torch.devi
             batch = val.batch(rows)
             with autocast(device, amp):
                 out = model(batch.tokens, batch.lengths, batch.conditions)
-                terms = vae_loss(out, batch, pad, beta, 0.0, property_weight, commitment)
+                terms = vae_loss(out, batch, pad, beta, 0.0, property_weight, commitment, prior)
                 logits = model.teacher_forced_logits(out.mu, batch.tokens, batch.conditions)
             targets = batch.tokens[:, 1:]
             known = targets != pad

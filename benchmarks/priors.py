@@ -12,7 +12,9 @@ each one also makes the prior file bigger (``prior_mb``: float16 means and scale
 shipped). ``flow:N[:T]`` is a masked autoregressive flow (zuko) fitted to the posteriors of N
 random training molecules, its base noise scaled by T (default 1): a density over the whole
 latent space rather than a mixture of molecules, so its samples are rarely training molecules;
-whether the decoder writes good molecules between the codes is what it measures.
+whether the decoder writes good molecules between the codes is what it measures. ``own`` is
+the prior the model was saved with (a mixture trained with it: ``molvae train --prior
+learned:K``; its ``molecules`` column counts the mixture's components).
 """
 
 from __future__ import annotations
@@ -43,17 +45,18 @@ FLOW_EPOCHS, FLOW_BATCH = 20, 512
 
 
 def parse_prior(prior: str) -> tuple[str, int, float]:
-    """(kind, molecules, temperature) of ``val``, ``train:N`` or ``flow:N[:T]``."""
+    """(kind, molecules, temperature) of ``own``, ``val``, ``train:N`` or ``flow:N[:T]``."""
     kind, *values = prior.split(":")
     try:
         size = int(values[0]) if values else 0
         temperature = float(values[1]) if len(values) > 1 else 1.0
     except ValueError:
         size = 0
-    arity = {"val": (0,), "train": (1,), "flow": (1, 2)}.get(kind, ())
-    if len(values) not in arity or (kind != "val" and size < 1) or not temperature > 0:
-        raise SystemExit("a prior is 'val', 'train:N' or 'flow:N[:T]' (N a whole number > 0, "
-                         f"T > 0), got '{prior}'")
+    arity = {"own": (0,), "val": (0,), "train": (1,), "flow": (1, 2)}.get(kind, ())
+    if len(values) not in arity or (kind not in ("own", "val") and size < 1) or \
+            not temperature > 0:
+        raise SystemExit("a prior is 'own', 'val', 'train:N' or 'flow:N[:T]' (N a whole "
+                         f"number > 0, T > 0), got '{prior}'")
     return kind, size, temperature
 
 
@@ -98,6 +101,8 @@ def prior_samples(model: SelfiesVAE, data: Path, prior: str, n: int, seed: int
                   ) -> tuple[list[str | None], int]:
     """``n`` SMILES sampled from the prior ``prior`` names, and the molecules it was fitted to."""
     kind, _, temperature = parse_prior(prior)
+    if kind == "own":
+        return model.sample(n, seed=seed), len(model.mixture_weights)
     with torch.no_grad():
         mu, logvar = prior_codes(model, data, prior, seed)
     if kind == "flow":
@@ -115,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True,
                         help="the model's prepared folder (train.parquet, val.parquet)")
     parser.add_argument("--priors", nargs="+", default=["val", "train:16384"],
-                        help="val, train:N or flow:N[:T] (see above)")
+                        help="own, val, train:N or flow:N[:T] (see above)")
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--out", type=Path, default=Path("runs/priors"))
     parser.add_argument("--seed", type=int, default=0)

@@ -43,8 +43,16 @@ def test_the_flow_prior_draws_codes_where_the_molecules_lie(
     assert molecules == 40 and len(smiles) == 8
 
 
+def test_own_samples_the_prior_the_model_was_saved_with(tiny_model: Path,
+                                                         prepared_dir: Path) -> None:
+    model = load_model(tiny_model, "cpu")
+    smiles, components = prior_samples(model, prepared_dir, "own", 8, seed=0)
+    assert smiles == load_model(tiny_model, "cpu").sample(8, seed=0)
+    assert components == len(model.mixture_weights)
+
+
 @pytest.mark.parametrize("spec", ["test", "train:", "train:0", "train:x", "flow", "flow:5:0",
-                                  "val:3"])
+                                  "val:3", "own:2"])
 def test_a_prior_spec_it_does_not_know_names_the_forms(
         tiny_model: Path, prepared_dir: Path, spec: str) -> None:
     with pytest.raises(SystemExit, match="'val', 'train:N' or 'flow:N\\[:T\\]'"):

@@ -27,10 +27,16 @@ class MixturePrior(nn.Module):
 
     @torch.no_grad()
     def start_at(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
-        """Start the components at molecules' posteriors [K, latent_dim] (equal weights)."""
+        """Start the components at K molecules' posteriors [K, latent_dim] (equal weights),
+        widened by a kernel-density bandwidth (Scott's rule) so the mixture starts about as
+        good a density of the codes as one Gaussian: each component stands for many
+        molecules, and at a training run's learning rate components started at single
+        posteriors move too slowly to get there (docs/cpu_model.md)."""
+        components, dim = mu.shape
+        bandwidth = components ** (-2.0 / (dim + 4)) * mu.var(0) if components > 1 else 0.0
         self.logits.zero_()
         self.means.copy_(mu)
-        self.log_scales.copy_(0.5 * logvar)
+        self.log_scales.copy_(0.5 * torch.log(logvar.exp() + bandwidth))
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of each row of ``z`` [B, latent_dim] -> [B], in float32.

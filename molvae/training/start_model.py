@@ -47,8 +47,9 @@ def initial_model(config: TrainConfig, data: PreparedData, checkpoint: dict | No
 def initial_prior(config: TrainConfig, model: SelfiesVAE, train: DeviceTokens,
                   checkpoint: dict | None) -> MixturePrior | None:
     """The mixture trained in the KL term (``prior: learned:K``), on the model's device: the
-    checkpoint's, or K components started at the posteriors of K random training molecules,
-    so they begin where the codes are (an --init-from model's codes above all)."""
+    checkpoint's, or K components started at the posteriors of K random training molecules
+    (widened: :meth:`MixturePrior.start_at`), so they begin where the codes are (an
+    --init-from model's codes above all)."""
     kind, components, _ = parse_prior_fit(config.prior)
     if kind != "learned":
         return None

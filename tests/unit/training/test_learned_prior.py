@@ -1,6 +1,7 @@
 """prior: learned:K, a Gaussian mixture trained with the model in its KL term, which the model
 then samples from."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,22 @@ def test_kl_against_one_standard_component_averages_to_the_closed_form() -> None
         estimate = prior.kl(mu, logvar, z).mean()
     exact = kl_divergence(mu[:1], logvar[:1]).sum()
     assert abs(float(estimate - exact)) < 0.05 * float(exact) + 0.05
+
+
+def test_the_mixture_starts_about_as_good_a_density_as_one_gaussian() -> None:
+    """Components started at single posteriors would be far narrower than the codes' spread
+    (a worse density than N(0, I)); the bandwidth widens them to it."""
+    torch.manual_seed(0)
+    mu, logvar = torch.randn(4000, 8), torch.full((4000, 8), math.log(0.3 ** 2))
+    z = mu[64:] + 0.3 * torch.randn_like(mu[64:])  # codes the components were not started at
+    prior = MixturePrior(64, 8)
+    prior.start_at(mu[:64], logvar[:64])
+    gaussian = Independent(Normal(torch.zeros(8), torch.full((8,), (1 + 0.3 ** 2) ** 0.5)), 1)
+    with torch.no_grad():
+        started, best = -prior.log_prob(z).mean(), -gaussian.log_prob(z).mean()
+        prior.log_scales.copy_(0.5 * logvar[:64])  # the single posteriors
+        narrow = -prior.log_prob(z).mean()
+    assert started < best + 1.0 < narrow
 
 
 def test_the_mixture_trains_and_becomes_the_models_prior(prepared_dir: Path, tiny_model: Path,

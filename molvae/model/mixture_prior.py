@@ -1,11 +1,12 @@
 """A Gaussian mixture prior trained with the VAE, in its KL term (``--prior learned:K``).
 
 A prior fitted after training finds the codes but not what lies between them: the decoder has
-never been asked to write from there, and samples from the gaps are poor molecules (see
-docs/cpu_model.md). Trained in the KL term, the mixture moves toward the codes while the codes
-move toward it, so the space it samples is the space the decoder learnt from (the mixture-of-
-Gaussians prior of Tomczak & Welling 2018). After each epoch its components become the model's
-fitted prior (a diagonal mixture), which sampling then draws from.
+never been asked to write from there, and samples from the gaps are poor molecules. Trained in
+the KL term, the mixture moves toward the codes while the codes move toward it (the mixture-of-
+Gaussians prior of Tomczak & Welling 2018); after each epoch its components become the model's
+fitted prior (a diagonal mixture), which sampling then draws from. How much closer to the codes
+a mixture gets than one Gaussian is measured in docs/cpu_model.md (``benchmarks/
+code_density.py``).
 """
 
 from __future__ import annotations

@@ -107,8 +107,8 @@ class TrainConfig:
                         "Gaussians, at most half the molecules; they cover a clustered latent "
                         "space better), posteriors:N[:SPREAD] (an equal mixture of N molecules' "
                         "own posteriors, their sigma times SPREAD, default 1) or learned:K (K "
-                        "diagonal Gaussians trained with the model, in its KL term, so its "
-                        "codes fill what the prior samples)")
+                        "diagonal Gaussians trained with the model, in its KL term; see "
+                        "docs/cpu_model.md for what it buys)")
     patience: int = option(5, help="stop after this many epochs without a better val_loss "
                            "(0 = never)")
     checkpoint_every: int = option(1000, help="write checkpoint.pt every N steps (and each epoch)")

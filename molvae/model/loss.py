@@ -59,7 +59,7 @@ def vae_loss(out: VAEOutput, batch: Batch, pad_id: int, beta: float, free_bits: 
         return {"recon": recon, "commitment": out.commitment,
                 "loss": recon + commitment * out.commitment}
     if prior is not None:
-        kl = kl_term = prior.kl(out.mu, out.logvar, out.z).mean()
+        kl = kl_term = prior.kl(out.logvar, out.z).mean()
     else:
         kl_dims = kl_per_dimension(out.mu, out.logvar)
         kl = kl_dims.sum()

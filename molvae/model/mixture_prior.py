@@ -12,9 +12,19 @@ code_density.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
+
+
+def kl_by_draw(log_prob: Callable[[torch.Tensor], torch.Tensor], logvar: torch.Tensor,
+               z: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || p) of each molecule [B] for a density with no closed-form KL: q's
+    entropy exactly (diagonal Gaussian, ``logvar`` [B, latent_dim]), the cross-entropy from one
+    draw ``z`` of q (unbiased)."""
+    entropy = 0.5 * (logvar.float() + 1.0 + math.log(2 * math.pi)).sum(-1)
+    return -entropy - log_prob(z)
 
 
 class MixturePrior(nn.Module):
@@ -54,12 +64,10 @@ class MixturePrior(nn.Module):
             - 0.5 * z.shape[-1] * math.log(2 * math.pi)
         return torch.logsumexp(component + torch.log_softmax(self.logits, -1), dim=-1)
 
-    def kl(self, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|x) || p) of each molecule [B]: q's entropy exactly, the cross-entropy from
-        the one draw ``z`` the decoder also saw (unbiased; no closed form for a mixture)."""
-        logvar = logvar.float()
-        entropy = 0.5 * (logvar + 1.0 + math.log(2 * math.pi)).sum(-1)
-        return -entropy - self.log_prob(z)
+    def kl(self, logvar: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || this mixture) of each molecule [B], from the draw ``z`` the decoder
+        also saw (:func:`kl_by_draw`)."""
+        return kl_by_draw(self.log_prob, logvar, z)
 
     @torch.no_grad()
     def components(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

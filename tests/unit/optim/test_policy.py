@@ -129,7 +129,8 @@ def test_screened_offspring_are_the_children_predicted_best(tiny_model: Path) ->
 
 @pytest.mark.parametrize("key, value", [("policy_top_fraction", 0.0), ("policy_crossover", 1.0),
                                         ("policy_population", 0), ("policy_screen", 0),
-                                        ("policy_replay", -1), ("policy_sigma", 0)])
+                                        ("policy_replay", -1), ("policy_sigma", 0),
+                                        ("policy_mutation", 1.5)])
 def test_bad_policy_options_name_the_key(tiny_model: Path, key: str, value: float) -> None:
     from molvae.config import ConfigError, from_dict
     from molvae.stages.optimize import OptimizeConfig

@@ -38,7 +38,8 @@ sum as a ratio to screening's, wall time and oracle calls spent; at 10,000 calls
 sd beside the published methods of ``pmo_published.csv`` and the tasks below screening), and
 with ``--traces DIR`` every scored molecule of every run (call, smiles, score).
 ``benchmarks/pmo_report.py OUT.csv [MORE.csv ...]`` prints the report again from saved runs,
-joining invocations (e.g. one seed each).
+joining invocations (e.g. one seed each); ``--resume`` continues a stopped invocation, running
+only what its ``--out`` lacks (the 10,000-call protocol takes hours on a few cores).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,15 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pmo_report import SCREENING, curves_path, figure_path, report, top10_curve
+from pmo_report import (
+    CURVE_COLUMNS,
+    SCREENING,
+    curves_path,
+    figure_path,
+    read_runs,
+    report,
+    top10_curve,
+)
 from pmo_tasks import TASKS, make_task
 
 from molvae.config import from_dict
@@ -323,6 +332,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="molvae outputs and latent cache (default: a temporary folder)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in --out (same budget and --set) and run "
+                        "only the others: a long invocation can be stopped and continued")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a molvae optimize option for the molvae methods, e.g. "
                         "batch_size=128 (repeatable)")
@@ -354,6 +366,25 @@ def _molvae_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def resumed(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """The runs an earlier invocation left in ``--out`` (and their curves), for ``--resume``;
+    refused when they were run with another budget or other ``--set`` options."""
+    if not args.out.exists():
+        return [], []
+    results, curves = read_runs([args.out])
+    options = " ".join(args.set)
+    given = results.get("options", pd.Series("", index=results.index))  # none before --resume
+    other = results[(results["budget"] != args.budget) |
+                    (given.fillna("").astype(str) != options)]
+    if len(other):
+        row = other.iloc[0]
+        raise SystemExit(f"--resume: {args.out} holds runs at budget {row['budget']} with "
+                         f"--set '{given[other.index[0]]}', not budget {args.budget} with --set "
+                         f"'{options}'; give another --out")
+    kept = curves[CURVE_COLUMNS].itertuples(index=False, name=None) if curves is not None else []
+    return results.to_dict("records"), list(kept)
+
+
 def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     args = parse_args(argv)
     _set_threads(args.threads)
@@ -363,32 +394,31 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
             for method in args.methods]
     common = (args.budget, args.model, args.data, str(workdir),
               str(args.traces) if args.traces else None, options)
-    rows: list[dict[str, Any]] = []
-    curves: list[tuple[str, str, int, int, int, float]] = []
-    started = time.perf_counter()
+    rows, curves = resumed(args) if args.resume else ([], [])
+    finished = {(row["task"], row["method"], row["seed"]) for row in rows}
+    todo = [job for job in jobs if job not in finished]
+    total, started = len(rows) + len(todo), time.perf_counter()
 
     def done(row: dict[str, Any]) -> None:
         curves.extend((row["task"], row["method"], row["seed"], row["budget"], calls, top10)
                       for calls, top10 in row.pop("curve"))
-        rows.append(row)
-        print(f"[{len(rows)}/{len(jobs)} {time.perf_counter() - started:6.0f} s] {row['task']} "
+        rows.append({**row, "options": " ".join(args.set)})
+        print(f"[{len(rows)}/{total} {time.perf_counter() - started:6.0f} s] {row['task']} "
               f"{row['method']} seed {row['seed']}: PMO AUC top-10 {row['pmo_auc_top10']:.3f}, "
               f"top-1 {row['top1']:.3f}, {row['calls']} calls, {row['wall_seconds']:.0f} s "
               f"({row['stop']})", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(args.out, index=False)  # partial results survive a kill
-        pd.DataFrame(curves, columns=["task", "method", "seed", "budget", "calls", "top10"]
-                     ).to_csv(curves_path(args.out), index=False)
+        pd.DataFrame(curves, columns=CURVE_COLUMNS).to_csv(curves_path(args.out), index=False)
 
     if args.jobs > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init,
                                  initargs=(args.threads,)) as pool:
-            futures = [pool.submit(run_one, *job, *common) for job in jobs]
-            for future in futures:
-                done(future.result())
+            for future in as_completed([pool.submit(run_one, *job, *common) for job in todo]):
+                done(future.result())  # as each finishes, so a kill loses only running ones
     else:
-        for job in jobs:
+        for job in todo:
             done(run_one(*job, *common))
     results = pd.DataFrame(rows)
     print("\n" + report(results, pd.read_csv(curves_path(args.out)), args.methods,

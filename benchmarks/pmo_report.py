@@ -23,6 +23,7 @@ SCREENING = "screening"
 PUBLISHED = Path(__file__).with_name("pmo_published.csv")
 PUBLISHED_BUDGET = 10_000  # the published rows are AUCs at this budget
 CURVE_EVERY = 100  # PMO reads the top-10 mean every 100 calls
+CURVE_COLUMNS = ["task", "method", "seed", "budget", "calls", "top10"]
 
 
 def summarize(results: pd.DataFrame, methods: Sequence[str]) -> tuple[pd.DataFrame, str]:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks.pmo_report import beside_published, curves_path, plot_curves, read_runs, top10_curve
 from molvae.optim.auc import pmo_auc
@@ -61,3 +62,21 @@ def test_runs_joined_from_two_files_count_once_and_draw(tmp_path: Path) -> None:
     assert curves is not None and len(curves) == 2
     figure = plot_curves(curves, tmp_path / "curves.png")
     assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_resume_keeps_finished_runs_and_refuses_other_settings(tmp_path: Path) -> None:
+    from benchmarks.pmo import parse_args, resumed
+
+    out = tmp_path / "pmo.csv"
+    rows = _rows(10_000).assign(options="policy_screen=8")
+    rows.to_csv(out, index=False)
+    pd.DataFrame([{"task": "qed", "method": "policy", "seed": 0, "budget": 10_000,
+                   "calls": 100, "top10": 0.9}]).to_csv(curves_path(out), index=False)
+    args = parse_args(["--tasks", "qed", "median1", "--methods", "screening", "--budget",
+                       "10000", "--out", str(out), "--resume", "--set", "policy_screen=8"])
+    kept, curves = resumed(args)
+    assert len(kept) == len(rows) and curves == [("qed", "policy", 0, 10_000, 100, 0.9)]
+    for other in (["--budget", "2000", "--set", "policy_screen=8"], ["--budget", "10000"]):
+        args = parse_args(["--methods", "screening", "--out", str(out), "--resume", *other])
+        with pytest.raises(SystemExit, match="--resume: .* holds runs at budget 10000"):
+            resumed(args)

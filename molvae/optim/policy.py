@@ -66,7 +66,7 @@ from molvae.optim.search import LatentOptimizer, LatentScorer, Problem, fill_fai
 from molvae.optim.tanimoto_gp import TanimotoGP
 
 MEMORY_SIZE = 100  # best molecules kept for replay
-SURROGATES = ("gp", "neighbours")
+SURROGATES = ("gp", "gp-descriptors", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,9 @@ class PolicyOptions:
     screen: int = option(3, help="GA children bred per child scored; above 1 only those the "
                          "surrogate rates best are scored", bounds="[1, inf)")
     surrogate: str = option("gp", help="what rates the GA's children: gp (a Gaussian process "
-                            "with the Tanimoto kernel, upper confidence bound) or neighbours "
-                            "(the scores of the most similar scored molecules)",
+                            "with the Tanimoto kernel, upper confidence bound), gp-descriptors "
+                            "(the same kernel times one on logP, TPSA and other descriptors) or "
+                            "neighbours (the scores of the most similar scored molecules)",
                             choices=SURROGATES)
 
 
@@ -146,7 +147,8 @@ class PolicySearch(LatentOptimizer):
         self.mutation = options.mutation
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
         self.screen = options.screen
-        self.surrogate = TanimotoGP() if options.surrogate == "gp" else chem.NeighbourScores()
+        self.surrogate = chem.NeighbourScores() if options.surrogate == "neighbours" else \
+            TanimotoGP(descriptors=options.surrogate == "gp-descriptors")
         self.ga_rng = Random(seed)
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen

@@ -83,7 +83,8 @@ def beside_published(results: pd.DataFrame, methods: Sequence[str]) -> str:
     grouped = runs.groupby(["task", "method"])["pmo_auc_top10"]
     mean, sd = grouped.mean().unstack(), grouped.std(ddof=1).unstack()
     order = [m for m in methods if m in mean.columns]
-    tasks = [t for t in published.index if t in mean.index]
+    complete = mean[order].dropna().index  # tasks every method finished
+    tasks = [t for t in published.index if t in complete]
     table = pd.DataFrame(index=pd.Index(tasks, name="task"))
     for m in order:
         table[m] = [_mean_sd(mean.at[t, m], sd.at[t, m]) for t in tasks]

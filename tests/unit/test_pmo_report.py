@@ -44,6 +44,13 @@ def test_the_published_comparison_gives_mean_and_sd_and_names_tasks_below_screen
     assert "tasks below screening: qed" in text
 
 
+def test_a_task_one_method_has_not_finished_is_left_out_of_the_sums() -> None:
+    rows = _rows(10_000)
+    rows = rows[~((rows["task"] == "median1") & (rows["method"] == "policy"))]
+    text = beside_published(rows, ["screening", "policy"])
+    assert "median1" not in text and "0.945 " in text  # screening's sum is qed alone
+
+
 def test_no_published_comparison_at_another_budget() -> None:
     assert beside_published(_rows(1_000), ["screening", "policy"]) == ""
 

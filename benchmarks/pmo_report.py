@@ -122,8 +122,10 @@ def plot_curves(curves: pd.DataFrame, path: str | Path) -> Path:
     """Top-10 mean against oracle calls: a panel per task and one for the sum over tasks, a
     line per method (the mean over seeds); the area under each line is the PMO AUC."""
     mean = curves.groupby(["task", "method", "calls"])["top10"].mean().reset_index()
-    tasks = sorted(mean["task"].unique())
     methods = list(dict.fromkeys(mean["method"]))
+    finished = mean.groupby("task")["method"].nunique()
+    tasks = sorted(finished.index[finished == len(methods)])  # every method ran them
+    mean = mean[mean["task"].isin(tasks)]
     columns = 5
     rows = math.ceil((len(tasks) + 1) / columns)
     figure = Figure(figsize=(3.2 * columns, 2.6 * rows))

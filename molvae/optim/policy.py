@@ -29,10 +29,11 @@ conditioned on z allows and an unconditional language model does not:
   from the offspring it can write (z their encoding), so what the GA finds pulls the decoder
   along, past the plateau the decoder alone reaches;
 * the GA breeds ``screen`` times more new children than it scores and spends the calls on
-  those a surrogate fitted to every scored molecule rates best (a Tanimoto Gaussian process's
-  upper confidence bound, :class:`~molvae.optim.tanimoto_gp.TanimotoGP`, or the scores of the
-  nearest scored molecules, :class:`molvae.chem.NeighbourScores`): children resemble their
-  parents, so the molecules already scored are a free surrogate.
+  those a surrogate fitted to every scored molecule rates best (a Gaussian process's upper
+  confidence bound, :class:`~molvae.optim.tanimoto_gp.TanimotoGP`, by default on Morgan bits
+  and on the descriptors design objectives weigh, or the scores of the nearest scored
+  molecules, :class:`molvae.chem.NeighbourScores`): children resemble their parents, so the
+  molecules already scored are a free surrogate.
 
 With a prepared data set the memory starts from scored training molecules (free labels when
 the objective is a property column, else a random sample scored through the oracle); without
@@ -95,9 +96,10 @@ class PolicyOptions:
                              "(small edits); the rest by crossover of two", bounds="[0, 1]")
     screen: int = option(3, help="GA children bred per child scored; above 1 only those the "
                          "surrogate rates best are scored", bounds="[1, inf)")
-    surrogate: str = option("gp", help="what rates the GA's children: gp (a Gaussian process "
-                            "with the Tanimoto kernel, upper confidence bound), gp-descriptors "
-                            "(the same kernel times one on logP, TPSA and other descriptors) or "
+    surrogate: str = option("gp-descriptors", help="what rates the GA's children: "
+                            "gp-descriptors (a Gaussian process, upper confidence bound, with "
+                            "the Tanimoto kernel on Morgan bits times a kernel on logP, TPSA "
+                            "and other descriptors), gp (the Tanimoto kernel alone) or "
                             "neighbours (the scores of the most similar scored molecules)",
                             choices=SURROGATES)
 

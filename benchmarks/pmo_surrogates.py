@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -27,9 +27,10 @@ from scipy.stats import spearmanr
 from molvae import chem
 from molvae.optim.tanimoto_gp import TanimotoGP
 
-SURROGATES = {"gp": lambda: TanimotoGP(),
-              "gp-descriptors": lambda: TanimotoGP(descriptors=True),
-              "neighbours": chem.NeighbourScores}
+SURROGATES: dict[str, Callable[[], TanimotoGP | chem.NeighbourScores]] = {
+    "gp": lambda: TanimotoGP(),
+    "gp-descriptors": lambda: TanimotoGP(descriptors=True),
+    "neighbours": chem.NeighbourScores}
 
 
 def ranking(calls: pd.DataFrame, at: int, following: int, top: int

@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         for job in todo:
             done(run_one(*job, *common))
     results = pd.DataFrame(rows)
-    print("\n" + report(results, pd.read_csv(curves_path(args.out)), args.methods,
+    print("\n" + report(results, pd.DataFrame(curves, columns=CURVE_COLUMNS), args.methods,
                         figure_path(args.out)))
     print(f"total wall time {time.perf_counter() - started:.0f} s; results: {args.out}")
     return results

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from molvae.optim.auc import top_k_mean
 from molvae.plots import save_figure
 
 SCREENING = "screening"
@@ -111,11 +112,8 @@ def _mean_sd(mean: float, sd: float) -> str:
 def top10_curve(scores: np.ndarray, budget: int) -> list[tuple[int, float]]:
     """(calls, top-10 mean so far) every :data:`CURVE_EVERY` calls up to the budget; a run that
     stopped early stays flat at its last value, as the AUC counts it."""
-    points = []
-    for calls in range(CURVE_EVERY, budget + 1, CURVE_EVERY):
-        best = np.sort(scores[:calls])[::-1][:10]
-        points.append((calls, float(best.mean()) if len(best) else 0.0))
-    return points
+    return [(calls, top_k_mean(scores[:calls]))
+            for calls in range(CURVE_EVERY, budget + 1, CURVE_EVERY)]
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path) -> Path:

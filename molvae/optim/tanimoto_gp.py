@@ -138,8 +138,8 @@ class TanimotoGP:
             rows = [(self.fingerprints[i], self.values[i]) for i in picked]
             if self.descriptors:
                 values = np.stack([v for _, v in rows])
-                self._center = values.mean(axis=0)
-                self._spread = np.where(values.std(axis=0) > 0, values.std(axis=0), 1.0)
+                spread = values.std(axis=0)
+                self._center, self._spread = values.mean(axis=0), np.where(spread > 0, spread, 1.0)
             tune = len(scores) >= 2 * self._tuned_at  # the kernel's parameters, now and then
             self._model = GaussianProcessRegressor(
                 self._kernel, normalize_y=True, optimizer="fmin_l_bfgs_b" if tune else None)

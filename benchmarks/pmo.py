@@ -375,7 +375,7 @@ def resumed(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[
     options = " ".join(args.set)
     given = results.get("options", pd.Series("", index=results.index))  # none before --resume
     other = results[(results["budget"] != args.budget) |
-                    (given.fillna("").astype(str) != options)]
+                    (given != options)]
     if len(other):
         row = other.iloc[0]
         raise SystemExit(f"--resume: {args.out} holds runs at budget {row['budget']} with "

@@ -175,6 +175,8 @@ def read_runs(paths: Sequence[Path]) -> tuple[pd.DataFrame, pd.DataFrame | None]
     such as screening, counts once)."""
     key = ["task", "method", "seed", "budget"]
     results = pd.concat([pd.read_csv(p) for p in paths]).drop_duplicates(key, keep="last")
+    if "options" in results:  # an empty --set reads back as NaN
+        results["options"] = results["options"].astype(object).fillna("")
     found = [pd.read_csv(curves_path(p)) for p in paths if curves_path(p).exists()]
     curves = pd.concat(found).drop_duplicates([*key, "calls"], keep="last") if found else None
     return results.reset_index(drop=True), curves

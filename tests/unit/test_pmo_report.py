@@ -87,3 +87,16 @@ def test_resume_keeps_finished_runs_and_refuses_other_settings(tmp_path: Path) -
         args = parse_args(["--methods", "screening", "--out", str(out), "--resume", *other])
         with pytest.raises(SystemExit, match="--resume: .* holds runs at budget 10000"):
             resumed(args)
+
+
+def test_resume_without_set_matches_runs_without_options(tmp_path: Path) -> None:
+    from benchmarks.pmo import parse_args, resumed
+
+    out = tmp_path / "pmo.csv"
+    _rows(10_000).assign(options="").to_csv(out, index=False)  # reads back as NaN
+    args = parse_args(["--methods", "screening", "--out", str(out), "--resume"])
+    kept, _ = resumed(args)
+    assert len(kept) == len(_rows(10_000))
+    with pytest.raises(SystemExit, match="--resume"):
+        resumed(parse_args(["--methods", "screening", "--out", str(out), "--resume",
+                            "--set", "policy_screen=8"]))

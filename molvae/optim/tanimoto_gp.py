@@ -95,13 +95,17 @@ class TanimotoGP:
         self._kernel = kernel + WhiteKernel(0.1, (1e-4, 1.0))
         self._tuned_at = 1  # molecules known when the kernel's parameters were last fitted
         self._center, self._spread = np.zeros(0), np.ones(0)  # the descriptors' standardization
+        self._predicted: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # last predict's features
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def _featurized(self, smiles: str | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The molecule's Morgan bits, eight to a byte (10,000 molecules take 2.5 MB), and its
-        descriptors (empty when not used); None when it does not parse."""
+        descriptors (empty when not used); None when it does not parse. The molecules
+        scored are mostly those the last :meth:`predict` rated, so their features are kept."""
+        if smiles in self._predicted:
+            return self._predicted[smiles]
         mol = chem.to_mol(smiles) if smiles else None
         if mol is None:
             return None
@@ -158,6 +162,7 @@ class TanimotoGP:
             return predicted
         parsed = [(i, features) for i, text in enumerate(smiles)
                   if (features := self._featurized(text)) is not None]
+        self._predicted = {smiles[i]: features for i, features in parsed}
         if parsed:
             model = self._fitted()  # sets the standardization the rows below use
             rows = [i for i, _ in parsed]

@@ -158,6 +158,24 @@ def test_the_tanimoto_gp_ranks_unscored_molecules_by_their_similarity_to_good_on
     assert np.isclose(TanimotoKernel()(bits)[0, 1], DataStructs.TanimotoSimilarity(a, b))
 
 
+def test_scoring_what_the_gp_predicted_learns_the_same_as_scoring_unseen_molecules() -> None:
+    """The features kept from the last prediction are the molecules' own: a GP that rated the
+    children before they were scored predicts exactly as one that never saw them."""
+    first = ["CC(=O)Nc1ccccc1", "Oc1ccccc1", "CCN(CC)CCO", "C1CCCCC1"]
+    children = ["CC(=O)Nc1ccc(OC)cc1", "CCCCCCO", "C1CC", "Nc1ccc(O)cc1"]
+    scores = np.array([0.9, 0.2, 0.5, 0.7])
+    rated, fresh = TanimotoGP(descriptors=True), TanimotoGP(descriptors=True)
+    for gp in (rated, fresh):
+        gp.add(first, np.array([0.8, 0.3, 0.1, 0.2]))
+    rated.predict(children)
+    fresh.predict(["CCO"])  # the same fits, on other molecules
+    for gp in (rated, fresh):
+        gp.add(children, scores)
+    assert len(rated) == len(fresh) == 7
+    queries = ["CC(=O)Nc1ccc(O)cc1", "CCCCO"]
+    assert np.array_equal(rated.predict(queries), fresh.predict(queries))
+
+
 def test_the_descriptor_kernel_learns_a_property_the_bits_miss(molecules_csv: Path) -> None:
     """Scored: TPSA, a sum over polar atoms that Morgan bits do not count. With the
     descriptor kernel the held-out ranking follows TPSA far better than with bits alone."""

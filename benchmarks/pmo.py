@@ -366,13 +366,18 @@ def _molvae_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def options_text(args: argparse.Namespace) -> str:
+    """The ``--set`` options as a run's row records them (and ``--resume`` matches them)."""
+    return " ".join(args.set)
+
+
 def resumed(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
     """The runs an earlier invocation left in ``--out`` (and their curves), for ``--resume``;
     refused when they were run with another budget or other ``--set`` options."""
     if not args.out.exists():
         return [], []
     results, curves = read_runs([args.out])
-    options = " ".join(args.set)
+    options = options_text(args)
     given = results.get("options", pd.Series("", index=results.index))  # none before --resume
     other = results[(results["budget"] != args.budget) |
                     (given != options)]
@@ -402,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     def done(row: dict[str, Any]) -> None:
         curves.extend((row["task"], row["method"], row["seed"], row["budget"], calls, top10)
                       for calls, top10 in row.pop("curve"))
-        rows.append({**row, "options": " ".join(args.set)})
+        rows.append({**row, "options": options_text(args)})
         print(f"[{len(rows)}/{total} {time.perf_counter() - started:6.0f} s] {row['task']} "
               f"{row['method']} seed {row['seed']}: PMO AUC top-10 {row['pmo_auc_top10']:.3f}, "
               f"top-1 {row['top1']:.3f}, {row['calls']} calls, {row['wall_seconds']:.0f} s "

@@ -168,7 +168,7 @@ class Oracle:
         fitness = np.full(len(smiles), np.nan)
         paid: list[dict[str, Any]] = []
         for i, text in enumerate(smiles):
-            key = self._key(text)
+            key = self.key(text)
             if key is None:
                 continue
             record = self.records.get(key)
@@ -193,8 +193,9 @@ class Oracle:
                 f"{first['smiles']}: {first['score_failure']}. Fix the objective (or set "
                 f"allow_degenerate to go on regardless){kept}")
 
-    def _key(self, smiles: str | None) -> str | None:
-        """The canonical SMILES a molecule is cached under (None: not a molecule)."""
+    def key(self, smiles: str | None) -> str | None:
+        """The canonical SMILES a molecule is cached under (None: not a molecule); in
+        ``records`` once it is scored."""
         if not smiles or smiles in self.records:
             return smiles or None
         if smiles not in self._canonical:

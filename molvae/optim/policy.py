@@ -28,6 +28,11 @@ conditioned on z allows and an unconditional language model does not:
   2024): the graph operators reach molecules the decoder rarely writes, and the agent learns
   from the offspring it can write (z their encoding), so what the GA finds pulls the decoder
   along, past the plateau the decoder alone reaches;
+* how a batch is shared among the agent, the GA's crossover and its mutation is set by a
+  bandit (:class:`~molvae.optim.bandit.OperatorBandit`) on how often each one's molecules
+  lately entered the best found so far: the decoder pays on some objectives and not others,
+  mutation late in a run more than early, and no fixed mix suits them all (``bandit`` off:
+  ``crossover`` of the batch is bred, ``mutation`` of that by mutation alone);
 * the GA breeds ``screen`` times more new children than it scores and spends the calls on
   those a surrogate fitted to every scored molecule rates best (a Gaussian process's upper
   confidence bound, :class:`~molvae.optim.tanimoto_gp.TanimotoGP`, by default on Morgan bits
@@ -46,28 +51,22 @@ search that keeps doing so is restarted from the pretrained weights (the memory 
 from __future__ import annotations
 
 import copy
-import heapq
-from collections.abc import Sequence
 from dataclasses import dataclass
-from random import Random
 from typing import Any
 
 import numpy as np
 import torch
-from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
-from mol_ga.sample_population import uniform_quantile_sampling
 
-from molvae import chem
 from molvae.config import option
 from molvae.data.tokens import tokenize
 from molvae.model.likelihood import sampled_log_likelihood
+from molvae.optim.bandit import OperatorBandit
+from molvae.optim.breeder import SURROGATES, Breeder
 from molvae.optim.memory import Memory, pad_rows, trim
 from molvae.optim.objectives import score_table
 from molvae.optim.search import LatentOptimizer, LatentScorer, Problem, fill_failures
-from molvae.optim.tanimoto_gp import TanimotoGP
 
 MEMORY_SIZE = 100  # best molecules kept for replay
-SURROGATES = ("gp", "gp-descriptors", "neighbours")
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,13 @@ class PolicyOptions:
                                 "constrained searches nearer the start)", bounds="(0, inf)")
     updates: int = option(2, help="agent updates per batch (the extra ones replay the memory)",
                           bounds="[1, inf)")
-    crossover: float = option(0.9, help="share of each batch bred by Graph GA crossover and "
-                              "mutation of the best molecules so far", bounds="[0, 1)")
+    crossover: float = option(0.9, help="with the bandit off, the share of each batch bred by "
+                              "Graph GA crossover and mutation of the best molecules so far",
+                              bounds="[0, 1)")
     population: int = option(500, help="best molecules the GA breeds from", bounds="[1, inf)")
-    mutation: float = option(0.1, help="share of the GA's children made by mutating one parent "
-                             "(small edits); the rest by crossover of two", bounds="[0, 1]")
+    mutation: float = option(0.1, help="with the bandit off, the share of the GA's children "
+                             "made by mutating one parent (small edits); the rest by crossover "
+                             "of two", bounds="[0, 1]")
     screen: int = option(3, help="GA children bred per child scored; above 1 only those the "
                          "surrogate rates best are scored", bounds="[1, inf)")
     surrogate: str = option("gp-descriptors", help="what rates the GA's children: "
@@ -102,18 +103,25 @@ class PolicyOptions:
                             "and other descriptors), gp (the Tanimoto kernel alone) or "
                             "neighbours (the scores of the most similar scored molecules)",
                             choices=SURROGATES)
-    pooled: bool = option(False, help="the agent writes screen times its share of each batch "
-                          "too, and one screen picks the batch from its molecules and the GA's "
-                          "children together, so the surrogate sets the mix of the two")
+    bandit: bool = option(True, help="the shares of each batch the agent writes and the GA "
+                          "breeds by crossover and by mutation follow how often each one's "
+                          "molecules lately entered the best 100 found (Thompson sampling); "
+                          "crossover and mutation then set nothing, and the agent's "
+                          "writes are screened too")
 
 
-def _joined(written: tuple[Sequence[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]],
-            bred: tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]
-            ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-    """The agent's scored molecules, then the GA's, as one batch: (SMILES, scores, z, token
-    rows)."""
-    return ([*written[0], *bred[0]], np.concatenate([written[1], bred[1]]),
-            torch.cat([written[2], bred[2]]), [*written[3], *bred[3]])
+Scored = tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]
+"""Scored molecules the agent can learn from: (SMILES, scores, z, token rows)."""
+
+ARMS = ("agent", "crossover", "mutation")  # the bandit's operators
+BAR_RANK = MEMORY_SIZE  # a bandit's success enters the best this many found
+
+
+def _joined(*parts: Scored) -> Scored:
+    """Scored molecules of several sources as one batch."""
+    return ([text for part in parts for text in part[0]],
+            np.concatenate([part[1] for part in parts]),
+            torch.cat([part[2] for part in parts]), [row for part in parts for row in part[3]])
 
 
 def training_examples(problem: Problem) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -157,13 +165,10 @@ class PolicySearch(LatentOptimizer):
         self.top_fraction, self.replay = options.top_fraction, options.replay
         self.prior = self.scorer.model
         self.memory = Memory(memory_size)
-        self.crossover, self.population_size = options.crossover, options.population
-        self.mutation = options.mutation
-        self.population: dict[str, float] = {}  # every molecule with a score: the GA's parents
-        self.screen, self.pooled = options.screen, options.pooled
-        self.surrogate = chem.NeighbourScores() if options.surrogate == "neighbours" else \
-            TanimotoGP(descriptors=options.surrogate == "gp-descriptors")
-        self.ga_rng = Random(seed)
+        self.crossover, self.screen = options.crossover, options.screen
+        self.breeder = Breeder(options.population, options.mutation, options.screen,
+                               options.surrogate, seed)
+        self.bandit = OperatorBandit(ARMS, self.rng) if options.bandit else None
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen
         self.restart()
@@ -190,7 +195,7 @@ class PolicySearch(LatentOptimizer):
         from its fitted prior, scored (calls spent): with no data, what the model learned is
         the best guess of where good molecules are."""
         smiles, scores, z, rows = self._written(n, source="init")
-        self._breed_from(smiles, scores)
+        self.breeder.add(smiles, scores)
         self.memory.add(smiles, scores, z, rows)
         self._observe_range(scores)
 
@@ -198,7 +203,7 @@ class PolicySearch(LatentOptimizer):
         """Put known molecules (e.g. scored training molecules, z their encodings) in the
         memory, so the agent learns from the best of them from its first step; those the
         model's vocabulary cannot write are left out."""
-        self._breed_from(smiles, scores)
+        self.breeder.add(smiles, scores)
         usable, rows = self._writable(smiles)
         if usable:
             device = self.prior.device
@@ -212,48 +217,6 @@ class PolicySearch(LatentOptimizer):
         usable = [i for i, row in enumerate(ids)
                   if row is not None and len(row) <= self.prior.vocab.max_length + 2]
         return usable, [torch.tensor(ids[i], device=self.prior.device) for i in usable]
-
-    def _breed_from(self, smiles: Sequence[str | None], scores: np.ndarray) -> None:
-        """Add scored molecules to the genetic algorithm's population (the best are kept)."""
-        for text, score in zip(smiles, scores, strict=True):
-            if text and np.isfinite(score):
-                self.population[text] = float(score)
-        if self.screen > 1:
-            self.surrogate.add(smiles, scores)
-        if len(self.population) > 2 * self.population_size:
-            self.population = dict(heapq.nlargest(self.population_size,
-                                                  self.population.items(),
-                                                  key=lambda item: item[1]))
-
-    def _children(self, n: int) -> list[str]:
-        """Up to ``n`` new molecules by Graph GA crossover and mutation of the population, in
-        random order."""
-        if n < 1 or len(self.population) < 2:
-            return []
-        best = heapq.nlargest(self.population_size, self.population.items(),
-                              key=lambda item: item[1])
-        population = [(score, text) for text, score in best]
-        known = self.scorer.oracle.records
-        fresh: set[str] = set()
-        for _ in range(3):  # a converged population mostly rebreeds known molecules
-            parents = uniform_quantile_sampling(population, 2 * n, self.ga_rng)
-            children = graph_ga_blended_generation(parents, n, self.ga_rng,
-                                                   frac_graph_ga_mutate=self.mutation)
-            fresh |= {child for child in children if child not in known}
-            if len(fresh) >= n:
-                break
-        new = sorted(fresh)  # sets have no order
-        self.ga_rng.shuffle(new)
-        return new
-
-    def _screened(self, candidates: list[str], n: int) -> list[int]:
-        """The ``n`` candidates worth a call (their indices): those the surrogate rates best
-        when there are more than ``n`` and a screen, else the first ``n``."""
-        order = np.arange(len(candidates))
-        if self.screen > 1 and len(candidates) > n:
-            predicted = np.nan_to_num(self.surrogate.predict(candidates), nan=-np.inf)
-            order = np.argsort(-predicted, kind="stable")
-        return order[:n].tolist()
 
     def restart(self) -> None:
         """A fresh agent from the pretrained weights (the memory is kept)."""
@@ -302,62 +265,78 @@ class PolicySearch(LatentOptimizer):
         return smiles, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
 
     def _written(self, n: int, source: str = ""
-                 ) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
+                 ) -> Scored:
         """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows);
         ``source`` is recorded with them (see :meth:`LatentScorer.score`)."""
         smiles, z, rows = self._write(n)
         scores = self.scorer.score(z.cpu().numpy(), smiles, source=source)
         return smiles, scores, z, rows
 
-    def _bred(self, n: int) -> tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """Up to ``n`` GA offspring, screened and scored (see :meth:`_bred_scored`)."""
-        children = self._children(n * self.screen)
-        return self._bred_scored([children[i] for i in self._screened(children, n)])
+    def _nothing(self) -> Scored:
+        """An empty batch."""
+        return [], np.empty(0), torch.empty(0, self.dim, device=self.prior.device), []
 
-    def _bred_scored(self, children: list[str]
-                     ) -> tuple[list[str], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """GA offspring, scored; those the model can write come back with their encodings as
-        z and their token rows, so the agent learns from them too."""
+    def _bred(self, n: int, arm: str = "crossover") -> Scored:
+        """Up to ``n`` GA offspring, screened and scored (``arm`` credited under the bandit and
+        recorded as their source): "mutation" makes them by mutation alone, "crossover" by the
+        options' blend (by crossover alone under the bandit). Those the model can write come
+        back with their encodings as z and their token rows, so the agent learns from them
+        too."""
+        mutation = 1.0 if arm == "mutation" else 0.0 if self.bandit else None
+        candidates = self.breeder.children(n * self.screen, self.scorer.oracle.records, mutation)
+        children = [candidates[i] for i in self.breeder.screened(candidates, n)]
         if not children:
-            return [], np.empty(0), torch.empty(0, self.dim, device=self.prior.device), []
+            return self._nothing()
         mu = self.prior.encode(children)[0]
-        scores = self.scorer.score(mu, children, source="crossover")
-        self._breed_from(children, scores)
+        scores = self.scorer.score(mu, children, source=arm)
+        self.breeder.add(children, scores)
+        if self.bandit:
+            self.bandit.reward(arm, scores)
         usable, rows = self._writable(children)
         z = torch.as_tensor(mu[usable], device=self.prior.device)
         return [children[i] for i in usable], scores[usable], z, rows
 
-    def _mixed(self) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """A batch of the agent's writes and ``crossover`` of it GA offspring, scored."""
-        n_bred = int(round(self.crossover * self.batch_size))
-        smiles, scores, z, rows = self._written(self.batch_size - n_bred)
-        self._breed_from(smiles, scores)
-        return _joined((smiles, scores, z, rows), self._bred(n_bred))
-
-    def _pooled(self) -> tuple[list[str | None], np.ndarray, torch.Tensor, list[torch.Tensor]]:
-        """A batch the screen picks from the agent's new molecules and the GA's children
-        together (``screen`` times the batch, ``crossover`` of them bred), scored."""
-        wanted = self.batch_size * self.screen
-        n_bred = int(round(self.crossover * wanted))
-        written, z, rows = self._write(wanted - n_bred)
+    def _screened_writes(self, n: int) -> Scored:
+        """The agent writes ``screen`` times ``n`` molecules; the ``n`` new ones the surrogate
+        rates best are scored (and credited under the bandit)."""
+        if n < 1:
+            return self._nothing()
+        written, z, rows = self._write(n * self.screen)
         oracle = self.scorer.oracle
         first: dict[str, int] = {}  # each new molecule -> where the agent first wrote it
         for i, text in enumerate(written):
             key = oracle.key(text)
             if key is not None and key not in oracle.records:
                 first.setdefault(key, i)
-        candidates = [*first, *(c for c in self._children(n_bred) if c not in first)]
-        picked = self._screened(candidates, self.batch_size)
-        mine = [candidates[i] for i in picked if i < len(first)]
-        index = [first[key] for key in mine]
-        scores = self.scorer.score(z[index].cpu().numpy(), mine)
-        self._breed_from(mine, scores)
-        return _joined((mine, scores, z[index], [rows[i] for i in index]),
-                       self._bred_scored([candidates[i] for i in picked if i >= len(first)]))
+        new = list(first)
+        picked: list[str | None] = [new[i] for i in self.breeder.screened(new, n)]
+        index = [first[key] for key in picked if key]
+        scores = self.scorer.score(z[index].cpu().numpy(), picked)
+        self.breeder.add(picked, scores)
+        if self.bandit:
+            self.bandit.reward("agent", scores)
+        return picked, scores, z[index], [rows[i] for i in index]
+
+    def _mixed(self) -> Scored:
+        """A batch of the agent's writes and ``crossover`` of it GA offspring, scored."""
+        n_bred = int(round(self.crossover * self.batch_size))
+        smiles, scores, z, rows = self._written(self.batch_size - n_bred)
+        self.breeder.add(smiles, scores)
+        return _joined((smiles, scores, z, rows), self._bred(n_bred))
+
+    def _allotted(self) -> Scored:
+        """A batch the bandit shares among the agent's writes and the GA's crossover and
+        mutation, each screened (``screen`` times its share proposed), scored and credited."""
+        assert self.bandit is not None
+        self.bandit.new_round(self.breeder.bar(BAR_RANK))
+        counts = self.bandit.allot(self.batch_size)
+        written = self._screened_writes(counts["agent"])
+        return _joined(written, self._bred(counts["crossover"]),
+                       self._bred(counts["mutation"], "mutation"))
 
     def step(self) -> None:
         vocab = self.agent.vocab
-        smiles, scores, z, rows = self._pooled() if self.pooled else self._mixed()
+        smiles, scores, z, rows = self._allotted() if self.bandit else self._mixed()
         self.memory.add(smiles, scores, z, rows)
         self._observe_range(scores)  # the whole batch, before anything is learnt
         best = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")

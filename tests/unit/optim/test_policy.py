@@ -71,7 +71,7 @@ def test_with_only_a_model_the_policy_starts_from_molecules_the_model_writes(
              if record["method"] == "policy/init"}
     assert 12 <= len(first) <= 24 and oracle.calls == len(first)  # repeats cost nothing
     solutions = {text for text, record in first.items() if oracle.is_solution(record)}
-    assert len(solutions) >= 6 and set(search.population) == solutions
+    assert len(solutions) >= 6 and set(search.breeder.scores) == solutions
     assert set(search.memory.entries) == solutions
 
 
@@ -91,7 +91,7 @@ def test_bred_molecules_are_new_and_learnt_with_their_own_tokens(tiny_model: Pat
     """GA offspring are scored once each, and those the model can write enter the memory with
     token rows that spell the same molecule and z = their encoding."""
     oracle = Oracle(parse_objective("heavy_atoms"), budget=1000)
-    search = policy(tiny_model, oracle, crossover=0.5, replay=0)
+    search = policy(tiny_model, oracle, crossover=0.5, replay=0, bandit=False)
     parents = ["CCOc1ccccc1", "CC(=O)Nc1ccc(O)cc1", "c1ccc2[nH]ccc2c1", "CCN(CC)CCO"]
     search.remember(parents, np.array([1.0, 2.0, 3.0, 4.0]), search.prior.encode(parents)[0])
     search.step()
@@ -105,7 +105,7 @@ def test_bred_molecules_are_new_and_learnt_with_their_own_tokens(tiny_model: Pat
         _, z, row = search.memory.entries[text]
         assert vocab.to_smiles(row[1:].tolist()) == text
         assert torch.allclose(z, torch.as_tensor(search.prior.encode([text])[0][0]))
-    assert set(bred) <= set(search.population)  # every scored child may parent the next
+    assert set(bred) <= set(search.breeder.scores)  # every scored child may parent the next
 
 
 def test_screened_offspring_are_the_children_predicted_best(tiny_model: Path) -> None:
@@ -117,9 +117,9 @@ def test_screened_offspring_are_the_children_predicted_best(tiny_model: Path) ->
                "CC(=O)NC1CCCCC1"]
     scores = np.array([oracle.objective.score(text, {}) for text in parents])
     search.remember(parents, scores, search.prior.encode(parents)[0])
-    predict = search.surrogate.predict
-    children = search._children(16)
-    picked = [children[i] for i in search._screened(children, 4)]
+    predict = search.breeder.surrogate.predict
+    children = search.breeder.children(16, oracle.records)
+    picked = [children[i] for i in search.breeder.screened(children, 4)]
     assert len(picked) == 4
     passed_over = [text for text in children if text not in picked]
     assert passed_over and predict(picked).min() >= predict(passed_over).max()
@@ -188,16 +188,17 @@ def test_the_descriptor_kernel_learns_a_property_the_bits_miss(molecules_csv: Pa
     assert rho[True] > 0.9 and rho[True] > rho[False] + 0.2, rho
 
 
-def test_a_pooled_screen_picks_the_batch_from_the_agent_and_the_ga_together(
+def test_the_bandit_shares_each_batch_among_the_agent_crossover_and_mutation(
         tiny_model: Path) -> None:
-    """With ``pooled``, each step scores at most a batch of new molecules, the surrogate's
-    picks from the agent's writes and the GA's children; both sources reach the oracle and
-    the budget holds."""
-    oracle = Oracle(parse_objective("heavy_atoms"), budget=96)
-    search = policy(tiny_model, oracle, pooled=True, crossover=0.2)
+    """With ``bandit``, each step scores at most a batch, every operator reaches the oracle
+    (recorded as its source), each is credited with what it proposed, and the budget holds."""
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=112)
+    search = policy(tiny_model, oracle, bandit=True)
     search.first_design(32)
     before = oracle.calls
     search.step()
     assert 0 < oracle.calls - before <= 16
-    assert opt.run_search(search, oracle) == "budget" and oracle.calls == 96
-    assert {"policy", "policy/crossover"} <= set(oracle.table()["method"])
+    assert search.bandit is not None and sum(search.bandit.trials.values()) == \
+        oracle.calls - before
+    assert opt.run_search(search, oracle) == "budget" and oracle.calls == 112
+    assert {"policy", "policy/crossover", "policy/mutation"} <= set(oracle.table()["method"])

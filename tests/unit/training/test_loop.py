@@ -179,10 +179,10 @@ def test_property_head_learns_standardized_targets(prepared_dir: Path, tmp_path:
 
 
 def test_tiny_model_memorizes_64_molecules(memorize_dir: Path, tmp_path: Path) -> None:
-    train(memorize_dir, tmp_path / "m", epochs=200, batch_size=32, hidden_dim=64,
+    train(memorize_dir, tmp_path / "m", epochs=150, batch_size=32, hidden_dim=64,
           latent_dim=16, embed_dim=16, lr=0.03, lr_warmup_steps=0, weight_decay=0.0,
           kl_schedule="constant", beta_max=0.001, patience=0, eval_samples=0,
-          eval_molecules=64)
+          eval_molecules=1)  # exactness is measured below
     model = load_model(tmp_path / "m", device="cpu")
     smiles = pd.read_parquet(memorize_dir / "train.parquet")["smiles"].tolist()
     exact = np.mean([a == b for a, b in zip(model.reconstruct(smiles), smiles)])

@@ -264,8 +264,7 @@ class PolicySearch(LatentOptimizer):
         bos = torch.full((len(ids), 1), vocab.bos_id, dtype=ids.dtype, device=ids.device)
         return smiles, z, trim(torch.cat([bos, ids], dim=1), vocab.pad_id)
 
-    def _written(self, n: int, source: str = ""
-                 ) -> Scored:
+    def _written(self, n: int, source: str = "") -> Scored:
         """``n`` molecules written by the agent, scored: (SMILES, scores, z, token rows);
         ``source`` is recorded with them (see :meth:`LatentScorer.score`)."""
         smiles, z, rows = self._write(n)
@@ -309,8 +308,9 @@ class PolicySearch(LatentOptimizer):
             if key is not None and key not in oracle.records:
                 first.setdefault(key, i)
         new = list(first)
-        picked: list[str | None] = [new[i] for i in self.breeder.screened(new, n)]
-        index = [first[key] for key in picked if key]
+        keys = [new[i] for i in self.breeder.screened(new, n)]
+        index = [first[key] for key in keys]
+        picked: list[str | None] = [*keys]
         scores = self.scorer.score(z[index].cpu().numpy(), picked)
         self.breeder.add(picked, scores)
         if self.bandit:

@@ -95,7 +95,8 @@ def beside_published(results: pd.DataFrame, methods: Sequence[str]) -> str:
     table.loc["sum"] = [*(f"{sums[m]:.3f}" for m in order),
                         *(f"{published.loc[tasks, c].sum():.3f}" for c in published.columns)]
     lines = [f"PMO AUC top-10 at {PUBLISHED_BUDGET:,} calls, mean ± sd over seeds, beside the "
-             f"published means ({PUBLISHED.name}):", table.to_string()]
+             f"published means ({PUBLISHED.name}):", table.to_string(),
+             _sums_per_seed(runs, order, tasks)]
     if SCREENING in order:
         for m in order:
             if m != SCREENING:
@@ -103,6 +104,20 @@ def beside_published(results: pd.DataFrame, methods: Sequence[str]) -> str:
                 lines.append(f"{m}: {sums[m] / sums[SCREENING]:.3f}x screening; tasks below "
                              f"screening: {', '.join(below) or 'none'}")
     return "\n".join(lines)
+
+
+def _sums_per_seed(runs: pd.DataFrame, methods: Sequence[str], tasks: Sequence[str]) -> str:
+    """Each seed's sum over ``tasks``, per method: how far the mean's sum moves with the seed
+    (a seed that has not finished every task is left out)."""
+    parts = []
+    for m in methods:
+        auc = runs[(runs["method"] == m) & runs["task"].isin(tasks)].pivot_table(
+            index="seed", columns="task", values="pmo_auc_top10").dropna()
+        sums = auc.sum(axis=1)
+        if len(sums):
+            parts.append(f"{m} " + " / ".join(f"{v:.3f}" for v in sums) +
+                         (f" (sd {sums.std(ddof=1):.3f})" if len(sums) > 1 else ""))
+    return f"sum per seed over these {len(tasks)} tasks: " + ", ".join(parts)
 
 
 def _mean_sd(mean: float, sd: float) -> str:

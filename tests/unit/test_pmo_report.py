@@ -42,6 +42,7 @@ def test_the_published_comparison_gives_mean_and_sd_and_names_tasks_below_screen
     assert "1.270 " in text  # policy's sum, 0.940 + 0.330
     assert "0.379" in text  # Genetic GFN's median1, beside ours
     assert "tasks below screening: qed" in text
+    assert "policy 1.250 / 1.290 (sd 0.028)" in text  # the sum of each seed
 
 
 def test_a_task_one_method_has_not_finished_is_left_out_of_the_sums() -> None:
@@ -49,6 +50,10 @@ def test_a_task_one_method_has_not_finished_is_left_out_of_the_sums() -> None:
     rows = rows[~((rows["task"] == "median1") & (rows["method"] == "policy"))]
     text = beside_published(rows, ["screening", "policy"])
     assert "median1" not in text and "0.945 " in text  # screening's sum is qed alone
+    rows = _rows(10_000)
+    rows = rows[~((rows["task"] == "median1") & (rows["method"] == "policy") & (rows["seed"] == 1))]
+    text = beside_published(rows, ["screening", "policy"])
+    assert "0.300 " in text and "policy 1.250\n" in text  # seed 1 has no sum of its own
 
 
 def test_no_published_comparison_at_another_budget() -> None:

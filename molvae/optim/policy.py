@@ -43,7 +43,9 @@ conditioned on z allows and an unconditional language model does not:
 With a prepared data set the memory starts from scored training molecules (free labels when
 the objective is a property column, else a random sample scored through the oracle); without
 one, from ``init_size`` molecules the model writes from its fitted prior, scored, so the
-default needs nothing but the model.
+default needs nothing but the model. Until some molecule scores better than another (a needle
+such as a substructure no molecule so far has), the agent writes from the prior and learns
+nothing: there is no best to vary, and learning toward all alike would only narrow it.
 Repeats are free in the oracle, so a batch that rewrites known molecules costs no calls; a
 search that keeps doing so is restarted from the pretrained weights (the memory stays).
 """
@@ -204,6 +206,7 @@ class PolicySearch(LatentOptimizer):
         memory, so the agent learns from the best of them from its first step; those the
         model's vocabulary cannot write are left out."""
         self.breeder.add(smiles, scores)
+        self._observe_range(np.asarray(scores, dtype=float))
         usable, rows = self._writable(smiles)
         if usable:
             device = self.prior.device
@@ -235,7 +238,7 @@ class PolicySearch(LatentOptimizer):
             z = center + self.warm.scale * eps
         else:
             z = self.prior.prior_samples(n, generator=self.generator)
-        near = min(n, int(round(self.local * n))) if len(self.memory) else 0
+        near = min(n, int(round(self.local * n))) if self._signal() else 0
         if near:
             _, centers, _ = self.memory.sample(near, self.rng, by_rank=True)
             z[:near] = centers + self.radius * (eps[:near] @ self.prior.latent_scale.T)
@@ -247,10 +250,18 @@ class PolicySearch(LatentOptimizer):
         if len(finite):
             self.low, self.high = min(self.low, finite.min()), max(self.high, finite.max())
 
+    def _signal(self) -> bool:
+        """Whether some molecule has scored better than another: until then there is no best
+        to write variations of or to learn toward (a needle such as a substructure every
+        molecule so far lacks), so the agent writes from the prior and is held to it."""
+        return self.high > self.low
+
     def _scaled(self, scores: np.ndarray) -> np.ndarray:
-        """Scores mapped to [0, 1] by the range seen so far; no solution counts 0."""
-        span = self.high - self.low
-        scaled = (scores - self.low) / span if span > 0 else np.ones_like(scores)
+        """Scores mapped to [0, 1] by the range seen so far (all 0 without a signal); no
+        solution counts 0."""
+        if not self._signal():
+            return np.zeros_like(scores, dtype=float)
+        scaled = (scores - self.low) / (self.high - self.low)
         return np.where(np.isfinite(scores), np.clip(scaled, 0.0, 1.0), 0.0)
 
     def _write(self, n: int) -> tuple[list[str | None], torch.Tensor, list[torch.Tensor]]:

@@ -16,6 +16,7 @@ from molvae.model.store import load_model
 from molvae.optim import search as opt
 from molvae.optim.memory import Memory
 from molvae.optim.objective_spec import parse_objective
+from molvae.optim.objectives import CallableObjective
 from molvae.optim.oracle import Oracle
 from molvae.optim.policy import PolicyOptions, PolicySearch
 from molvae.optim.tanimoto_gp import TanimotoGP, TanimotoKernel
@@ -202,3 +203,20 @@ def test_the_bandit_shares_each_batch_among_the_agent_crossover_and_mutation(
         oracle.calls - before
     assert opt.run_search(search, oracle) == "budget" and oracle.calls == 112
     assert {"policy", "policy/crossover", "policy/mutation"} <= set(oracle.table()["method"])
+
+
+def test_without_a_signal_the_agent_writes_from_the_prior_and_stays_the_prior(
+        tiny_model: Path) -> None:
+    """Until some molecule scores better than another (a needle such as a substructure nothing
+    has), there is no best to vary or to learn toward: the agent's weights stay the
+    pretrained ones, and its writes are not drawn near remembered molecules."""
+    oracle = Oracle(CallableObjective(lambda smiles: 0.0, "flat"), budget=96)
+    search = policy(tiny_model, oracle)
+    search.first_design(32)
+    assert opt.run_search(search, oracle) == "budget"
+    for agent, prior in zip(search.agent.parameters(), search.prior.parameters(), strict=True):
+        assert torch.equal(agent, prior)
+    drawn: list[int] = []
+    search.memory.sample = lambda n, *args, **kwargs: drawn.append(n)  # type: ignore[method-assign]
+    search._latents(16)
+    assert drawn == []

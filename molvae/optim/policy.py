@@ -167,7 +167,7 @@ class PolicySearch(LatentOptimizer):
         self.top_fraction, self.replay = options.top_fraction, options.replay
         self.prior = self.scorer.model
         self.memory = Memory(memory_size)
-        self.crossover, self.screen = options.crossover, options.screen
+        self.crossover = options.crossover
         self.breeder = Breeder(options.population, options.mutation, options.screen,
                                options.surrogate, seed)
         self.bandit = OperatorBandit(ARMS, self.rng) if options.bandit else None
@@ -293,7 +293,8 @@ class PolicySearch(LatentOptimizer):
         back with their encodings as z and their token rows, so the agent learns from them
         too."""
         mutation = 1.0 if arm == "mutation" else 0.0 if self.bandit else None
-        candidates = self.breeder.children(n * self.screen, self.scorer.oracle.records, mutation)
+        candidates = self.breeder.children(n * self.breeder.screen, self.scorer.oracle.records,
+                                           mutation)
         children = [candidates[i] for i in self.breeder.screened(candidates, n)]
         if not children:
             return self._nothing()
@@ -311,7 +312,7 @@ class PolicySearch(LatentOptimizer):
         rates best are scored (and credited under the bandit)."""
         if n < 1:
             return self._nothing()
-        written, z, rows = self._write(n * self.screen)
+        written, z, rows = self._write(n * self.breeder.screen)
         oracle = self.scorer.oracle
         first: dict[str, int] = {}  # each new molecule -> where the agent first wrote it
         for i, text in enumerate(written):

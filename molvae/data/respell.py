@@ -13,6 +13,7 @@ so a resume does not spell the split again (minutes for a million molecules).
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,10 +58,11 @@ def respelled(smiles: Sequence[str], canonical: TokenDataset, vocab: Vocab, seed
 
 def epoch_spellings(folder: Path, data: PreparedData, seed: int, epoch: int) -> TokenDataset:
     """:func:`respelled` of the training split of ``data`` (loaded with ``train_smiles``),
-    read from ``folder/spellings.npz`` when it holds this epoch's (of this seed and split
-    size), else computed and written there for a resume to read."""
+    read from ``folder/spellings.npz`` when it holds this epoch's (of this seed, these
+    molecules and this vocabulary), else computed and written there for a resume to read."""
     path, canonical = folder / SPELLINGS_FILE, data.train
-    key = np.array([seed, epoch, len(data.train_smiles)])
+    key = np.array([seed, epoch, len(data.train_smiles), _checksum(data.train_smiles),
+                    _checksum(data.vocab.tokens)], dtype=np.int64)
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             if np.array_equal(saved["key"], key):
@@ -74,3 +76,9 @@ def epoch_spellings(folder: Path, data: PreparedData, seed: int, epoch: int) -> 
         np.savez(handle, key=key, lengths=spelled.lengths,
                  tokens=spelled.tokens.astype(np.uint8 if len(data.vocab) < 256 else np.int32))
     return spelled
+
+
+def _checksum(texts: Sequence[str]) -> int:
+    """A CRC of a list of strings: tokens read back under another vocabulary or split would
+    be other molecules."""
+    return zlib.crc32("\n".join(texts).encode())

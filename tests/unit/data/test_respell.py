@@ -12,7 +12,7 @@ from molvae.config import from_dict
 from molvae.data import respell
 from molvae.data.batching import TokenDataset, load_prepared
 from molvae.data.respell import epoch_spellings, random_selfies, respelled
-from molvae.data.tokens import selfies_to_smiles
+from molvae.data.tokens import Vocab, selfies_to_smiles
 from molvae.model.store import load_model
 from molvae.training.config import TrainConfig
 from molvae.training.loop import TrainResult, train_model
@@ -67,6 +67,12 @@ def test_an_epochs_spellings_are_kept_for_a_resume_and_only_for_that_epoch(
     assert np.array_equal(again.lengths, first.lengths)
     with pytest.raises(AssertionError, match="spelled again"):
         epoch_spellings(tmp_path, data, seed=0, epoch=1)
+    data.vocab = Vocab([*data.vocab.tokens, "[Xe]"], data.vocab.max_length)
+    with pytest.raises(AssertionError, match="spelled again"):  # ids of another vocabulary
+        epoch_spellings(tmp_path, data, seed=0, epoch=0)
+    data.vocab, data.train_smiles = load_prepared(prepared_dir).vocab, data.train_smiles[::-1]
+    with pytest.raises(AssertionError, match="spelled again"):  # rows of other molecules
+        epoch_spellings(tmp_path, data, seed=0, epoch=0)
 
 
 def train(data: Path, out: Path, **options: object) -> TrainResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Container, Sequence
+from itertools import islice
 from random import Random
 
 import numpy as np
@@ -31,11 +32,17 @@ class Breeder:
         screen: children bred per child kept; above 1 the surrogate picks those kept.
         surrogate: what rates the children (one of ``SURROGATES``).
         seed: seeds the choice of parents and the operators.
+        max_heavy_atoms: the largest molecule worth a call. Graph GA's crossover joins
+            fragments of two parents with no bound on size (``mol_ga`` drops the original's
+            size prior), so on an objective that does not punish size a population can grow
+            into molecules of hundreds of atoms, which no one would make and which take
+            seconds each to breed and to score.
     """
 
     def __init__(self, size: int, mutation: float, screen: int, surrogate: str,
-                 seed: int) -> None:
+                 seed: int, max_heavy_atoms: int | None = None) -> None:
         self.size, self.mutation, self.screen = size, mutation, screen
+        self.max_heavy_atoms = max_heavy_atoms
         self.scores: dict[str, float] = {}  # every molecule with a score: the parents
         self.surrogate = chem.NeighbourScores() if surrogate == "neighbours" else \
             TanimotoGP(descriptors=surrogate == "gp-descriptors")
@@ -80,9 +87,13 @@ class Breeder:
 
     def screened(self, candidates: list[str], n: int) -> list[int]:
         """The ``n`` candidates worth a call (their indices): those the surrogate rates best
-        when there are more than ``n`` and a screen, else the first ``n``."""
+        when there are more than ``n`` and a screen, else the first ``n``; one above
+        ``max_heavy_atoms`` gives its place to the next."""
         order = np.arange(len(candidates))
         if self.screen > 1 and len(candidates) > n:
             predicted = np.nan_to_num(self.surrogate.predict(candidates), nan=-np.inf)
             order = np.argsort(-predicted, kind="stable")
-        return order[:n].tolist()
+        limit = self.max_heavy_atoms
+        fitting = (i for i in order.tolist()
+                   if limit is None or chem.heavy_atom_count(candidates[i]) <= limit)
+        return list(islice(fitting, n))

@@ -105,6 +105,9 @@ class PolicyOptions:
                             "and other descriptors), gp (the Tanimoto kernel alone) or "
                             "neighbours (the scores of the most similar scored molecules)",
                             choices=SURROGATES)
+    max_heavy_atoms: int = option(100, help="largest molecule a call is spent on, in heavy "
+                                  "atoms (GA crossover grows molecules without bound)",
+                                  bounds="[1, inf)")
     bandit: bool = option(True, help="the shares of each batch the agent writes and the GA "
                           "breeds by crossover and by mutation follow how often each one's "
                           "molecules lately entered the best 100 found (Thompson sampling); "
@@ -169,7 +172,7 @@ class PolicySearch(LatentOptimizer):
         self.memory = Memory(memory_size)
         self.crossover = options.crossover
         self.breeder = Breeder(options.population, options.mutation, options.screen,
-                               options.surrogate, seed)
+                               options.surrogate, seed, options.max_heavy_atoms)
         self.bandit = OperatorBandit(ARMS, self.rng) if options.bandit else None
         self.generator = torch.Generator(device=self.prior.device).manual_seed(seed)
         self.low, self.high = np.inf, -np.inf  # range of the scores seen

@@ -14,6 +14,7 @@ from molvae import chem
 from molvae.model.likelihood import sampled_log_likelihood
 from molvae.model.store import load_model
 from molvae.optim import search as opt
+from molvae.optim.breeder import Breeder
 from molvae.optim.memory import Memory
 from molvae.optim.objective_spec import parse_objective
 from molvae.optim.objectives import CallableObjective
@@ -220,3 +221,18 @@ def test_without_a_signal_the_agent_writes_from_the_prior_and_stays_the_prior(
     search.memory.sample = lambda n, *args, **kwargs: drawn.append(n)  # type: ignore[method-assign]
     search._latents(16)
     assert drawn == []
+
+
+def test_no_call_is_spent_on_a_molecule_above_the_size_bound() -> None:
+    """Crossover can grow molecules without bound: the screen gives a place above
+    ``max_heavy_atoms`` to the next candidate, and leaves the others where they were."""
+    chain = ["C" * size for size in (30, 4, 12, 6, 40)]
+    breeder = Breeder(10, 0.1, screen=3, surrogate="gp", seed=0, max_heavy_atoms=12)
+    breeder.add(["C" * 10, "C" * 3, "CCO"], np.array([1.0, 0.1, 0.0]))
+    unbounded = Breeder(10, 0.1, screen=3, surrogate="gp", seed=0)
+    unbounded.add(["C" * 10, "C" * 3, "CCO"], np.array([1.0, 0.1, 0.0]))
+    ranked = unbounded.screened(chain, 4)  # ranked by the surrogate: 5 > 4
+    assert [chain[i] for i in breeder.screened(chain, 2)] == \
+        [chain[i] for i in ranked if len(chain[i]) <= 12][:2]
+    assert all(len(chain[i]) <= 12 for i in breeder.screened(chain, 5))
+    assert breeder.screened(chain[1:4], 3) == [0, 1, 2]  # no screen below n: all fit

@@ -241,7 +241,7 @@ class PolicySearch(LatentOptimizer):
             z = center + self.warm.scale * eps
         else:
             z = self.prior.prior_samples(n, generator=self.generator)
-        near = min(n, int(round(self.local * n))) if self._signal() else 0
+        near = min(n, int(round(self.local * n))) if len(self.memory) and self._signal() else 0
         if near:
             _, centers, _ = self.memory.sample(near, self.rng, by_rank=True)
             z[:near] = centers + self.radius * (eps[:near] @ self.prior.latent_scale.T)

@@ -236,3 +236,13 @@ def test_no_call_is_spent_on_a_molecule_above_the_size_bound() -> None:
         [chain[i] for i in ranked if len(chain[i]) <= 12][:2]
     assert all(len(chain[i]) <= 12 for i in breeder.screened(chain, 5))
     assert breeder.screened(chain[1:4], 3) == [0, 1, 2]  # no screen below n: all fit
+
+
+def test_scores_of_molecules_the_model_cannot_write_leave_nothing_to_write_near(
+        tiny_model: Path) -> None:
+    """Remembered scores widen the range even when the vocabulary cannot write the molecules:
+    with a signal and an empty memory, the agent's writes come from the prior."""
+    oracle = Oracle(parse_objective("heavy_atoms"), budget=16)
+    search = policy(tiny_model, oracle)
+    search.remember(["[Xe]", "[Xe][Xe]"], np.array([1.0, 2.0]), np.zeros((2, search.dim)))
+    assert len(search.memory) == 0 and search._latents(4).shape == (4, search.dim)

@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
+# pytest-xdist processes for the suite; a module's tests share one (--dist loadscope)
+TEST_WORKERS ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: install demo design test test-all lint typecheck clean
@@ -23,10 +25,10 @@ design: install  ## multi-objective design (QED x SA x MW) on the shipped model,
 	$(VENV)/bin/molvae run pipelines/design.yaml
 
 test: install  ## the fast test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 test-all: install  ## every test, the slow ones too
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS) --dist loadscope
 
 lint: install  ## ruff: style, imports, bugbear, and no noqa for what it does not check
 	$(VENV)/bin/ruff check molvae tests benchmarks data

@@ -39,7 +39,10 @@ sd beside the published methods of ``pmo_published.csv`` and the tasks below scr
 with ``--traces DIR`` every scored molecule of every run (call, smiles, score).
 ``benchmarks/pmo_report.py OUT.csv [MORE.csv ...]`` prints the report again from saved runs,
 joining invocations (e.g. one seed each); ``--resume`` continues a stopped invocation, running
-only what its ``--out`` lacks (the 10,000-call protocol takes hours on a few cores).
+only what its ``--out`` lacks (the 10,000-call protocol takes hours on a few cores); given the
+same ``--workdir``, a molvae run stopped midway continues from its ``calls.csv``: the seeded
+search proposes the same molecules again, their paid scores are read back instead of bought,
+and the run's trace is the uninterrupted one (its wall time is the resumed invocation's).
 """
 
 from __future__ import annotations
@@ -92,11 +95,16 @@ CHECKPOINTS = (1000, 2000, 5000)  # smaller budgets also reported, read from eac
 
 class RunObjective(CallableObjective):
     """A run's budgeted oracle as molvae's objective. Its scores belong to that run alone (its
-    budget is spent in it), so molvae never reuses a calls.csv of an earlier run for it."""
+    budget is spent in it): its fingerprint names the run, so molvae reuses only the calls.csv
+    that the same run left in the same folder when it was stopped."""
+
+    def __init__(self, oracle: BudgetedOracle, name: str, run_id: str) -> None:
+        super().__init__(oracle, name)
+        self.run_id = run_id
 
     @property
     def fingerprint(self) -> str | None:
-        return None
+        return self.run_id
 
 
 # --- the budgeted oracle ----------------------------------------------------------------------
@@ -165,6 +173,22 @@ class BudgetedOracle:
         self.cache[key] = value
         self.log.append((self.calls + 1, key, value))
         return value
+
+    def replay(self, calls_csv: Path) -> None:
+        """Take back the calls a stopped run paid for, in call order, from the calls.csv that
+        molvae's oracle wrote: the resumed search proposes the same molecules (same seed) and
+        molvae answers them from that file, so this oracle must count them as already spent.
+        Rows without a finite score never reached this oracle and are left out."""
+        if not calls_csv.is_file():
+            return
+        calls = pd.read_csv(calls_csv, keep_default_na=False, on_bad_lines="skip")
+        calls["score"] = pd.to_numeric(calls["score"], errors="coerce")
+        paid = calls[(calls["score_failure"] == "") & np.isfinite(calls["score"])]
+        paid = paid.sort_values("oracle_call", key=lambda c: pd.to_numeric(c, errors="coerce"))
+        for smiles, value in zip(paid["smiles"], paid["score"], strict=True):
+            if smiles not in self.cache and not self.exhausted:
+                self.cache[smiles] = float(value)
+                self.log.append((self.calls + 1, smiles, float(value)))
 
     def scores(self) -> np.ndarray:
         """Scores in call order."""
@@ -239,8 +263,11 @@ def molvae_method(method: str) -> Callable[[BudgetedOracle, Run], str]:
             _WARMED.add(key)
 
     def run_method(oracle: BudgetedOracle, run: Run) -> str:
-        outcome = optimize(model(run), RunObjective(oracle, f"pmo:{run.task}"), settings(run),
-                           run.workdir / f"{run.task}-{method}-{run.seed}")
+        folder = run.workdir / f"{run.task}-{method}-{run.seed}"
+        oracle.replay(folder / "calls.csv")
+        run_id = f"pmo {run.task} {method} seed {run.seed} budget {run.budget}"
+        outcome = optimize(model(run), RunObjective(oracle, f"pmo:{run.task}", run_id),
+                           settings(run), folder)
         return str(outcome.metrics.get("stop_reason", ""))
 
     run_method.__name__ = method
@@ -334,7 +361,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in --out (same budget and --set) and run "
-                        "only the others: a long invocation can be stopped and continued")
+                        "only the others: a long invocation can be stopped and continued; with "
+                        "the same --workdir, a molvae run stopped midway continues from its "
+                        "calls.csv (the calls it paid for are replayed, not paid again)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a molvae optimize option for the molvae methods, e.g. "
                         "batch_size=128 (repeatable)")

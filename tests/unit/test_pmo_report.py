@@ -1,5 +1,6 @@
-"""benchmarks/pmo_report.py: the curves integrate to PMO's AUC, the published comparison
-reads mean ± sd over seeds, and runs joined from several CSVs count once."""
+"""benchmarks/pmo_report.py and pmo.py: the curves integrate to PMO's AUC, the published
+comparison reads mean ± sd over seeds, runs joined from several CSVs count once, and a stopped
+invocation resumes (finished runs kept, a run stopped midway continued from its calls.csv)."""
 
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def test_resume_without_set_matches_runs_without_options(tmp_path: Path) -> None
     with pytest.raises(SystemExit, match="--resume"):
         resumed(parse_args(["--methods", "screening", "--out", str(out), "--resume",
                             "--set", "policy_screen=8"]))
+
+
+def test_a_molvae_run_stopped_midway_continues_from_its_calls_csv(tiny_model: Path,
+                                                                    tmp_path: Path) -> None:
+    from benchmarks.pmo import BudgetedOracle, Run, molvae_method
+
+    paid: list[str] = []
+
+    def score(smiles: str) -> float:
+        paid.append(smiles)
+        return len(smiles) / 100
+
+    run = Run("qed", 0, 40, str(tiny_model), None, tmp_path)
+    whole = BudgetedOracle(score, 40)
+    molvae_method("random")(whole, run)
+    calls = tmp_path / "qed-random-0" / "calls.csv"
+    pd.read_csv(calls).head(15).to_csv(calls, index=False)  # as if stopped after 15 calls
+    paid.clear()
+    resumed = BudgetedOracle(score, 40)
+    molvae_method("random")(resumed, run)
+    assert resumed.log == whole.log and len(whole.log) == 40 and len(paid) == 25

@@ -86,6 +86,7 @@ from molvae.optim.auc import pmo_auc, top_k_mean
 from molvae.optim.objective_spec import parse_objective
 from molvae.optim.objectives import CallableObjective
 from molvae.optim.optimize import optimize
+from molvae.optim.oracle import paid_scores
 from molvae.optim.registry import METHODS as MOLVAE_METHODS
 from molvae.optim.settings import Settings
 from molvae.tracking import local_model_dir
@@ -178,17 +179,15 @@ class BudgetedOracle:
         """Take back the calls a stopped run paid for, in call order, from the calls.csv that
         molvae's oracle wrote: the resumed search proposes the same molecules (same seed) and
         molvae answers them from that file, so this oracle must count them as already spent.
-        Rows without a finite score never reached this oracle and are left out."""
+        Rows without a finite score never reached this oracle and are left out, as molvae
+        leaves them out (:func:`~molvae.optim.oracle.paid_scores`)."""
         if not calls_csv.is_file():
             return
-        calls = pd.read_csv(calls_csv, keep_default_na=False, on_bad_lines="skip")
-        calls["score"] = pd.to_numeric(calls["score"], errors="coerce")
-        paid = calls[(calls["score_failure"] == "") & np.isfinite(calls["score"])]
-        paid = paid.sort_values("oracle_call", key=lambda c: pd.to_numeric(c, errors="coerce"))
-        for smiles, value in zip(paid["smiles"], paid["score"], strict=True):
+        calls = pd.read_csv(calls_csv, dtype=str, keep_default_na=False, on_bad_lines="skip")
+        for smiles, value in paid_scores(calls).items():
             if smiles not in self.cache and not self.exhausted:
-                self.cache[smiles] = float(value)
-                self.log.append((self.calls + 1, smiles, float(value)))
+                self.cache[smiles] = value
+                self.log.append((self.calls + 1, smiles, value))
 
     def scores(self) -> np.ndarray:
         """Scores in call order."""

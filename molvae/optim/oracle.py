@@ -53,6 +53,17 @@ def objective_id(objective: Objective) -> str:
     return hashlib.sha256(fingerprint.encode()).hexdigest()[:16] if fingerprint else ""
 
 
+def paid_scores(calls: pd.DataFrame) -> dict[str, float]:
+    """The finite scores of a calls table (read as strings), by SMILES in the table's order,
+    which is call order: failures are left out, to be scored again (the objective may have
+    been fixed since)."""
+    if not {"smiles", "score", "score_failure"} <= set(calls.columns):
+        return {}
+    scores = pd.to_numeric(calls["score"], errors="coerce")
+    usable = (calls["score_failure"] == "") & np.isfinite(scores) & (calls["smiles"] != "")
+    return dict(zip(calls.loc[usable, "smiles"], scores[usable].astype(float), strict=True))
+
+
 def token_count(smiles: str) -> float:
     """Length of a molecule in SELFIES tokens (NaN if it cannot be written as SELFIES)."""
     selfies = smiles_to_selfies(smiles)
@@ -253,23 +264,13 @@ class Oracle:
                     log.warning("%s %s: they are kept, and the file is moved aside before "
                                 "this run records its first call", path, why)
                 continue
-            self._take_scores(old)
+            self.recorded.update(paid_scores(old))
             if file == path:
                 self._log_header = list(old.columns)
         if self.recorded:
             log.info("%s: reusing %d scores paid for by an earlier run of this objective "
                      "(not paid again; each still counts toward the budget when the search "
                      "asks for it)", path, len(self.recorded))
-
-    def _take_scores(self, old: pd.DataFrame) -> None:
-        """Remember the finite scores of a calls table: failures are scored again (the
-        objective may have been fixed since)."""
-        if not {"smiles", "score", "score_failure"} <= set(old.columns):
-            return
-        scores = pd.to_numeric(old["score"], errors="coerce")
-        usable = (old["score_failure"] == "") & np.isfinite(scores) & (old["smiles"] != "")
-        self.recorded.update(zip(old.loc[usable, "smiles"], scores[usable].astype(float),
-                                 strict=True))
 
     def _move_aside(self) -> None:
         """Rename ``log_path`` to the first free ``calls-N.csv`` next to it."""
